@@ -1,0 +1,48 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** XDG locations (DESIGN section 6); tests point both variables at temp dirs. */
+export function configDir(): string {
+  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'sshvault');
+}
+
+export function stateRoot(): string {
+  return join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'sshvault');
+}
+
+export interface VaultPaths {
+  config: string;
+  state: string;
+  /** Private (0700) directory holding the mountpoints, sockets and transient key files of a run. */
+  run: string;
+  remoteMount: string;
+  plainMount: string;
+  nbdSocket: string;
+  fsMount: string;
+  stackFile: string;
+  runLock: string;
+  runsFile: string;
+  catalogFile: string;
+  headerBackup: string;
+  logFile: string;
+}
+
+export function vaultPaths(name: string): VaultPaths {
+  const state = join(stateRoot(), name);
+  const run = join(state, 'run');
+  return {
+    config: join(configDir(), `${name}.json`),
+    state,
+    run,
+    remoteMount: join(run, 'remote'),
+    plainMount: join(run, 'plain'),
+    nbdSocket: join(run, 'nbd.sock'),
+    fsMount: join(run, 'fs'),
+    stackFile: join(state, 'stack.json'),
+    runLock: join(state, 'run.lock'),
+    runsFile: join(state, 'runs.jsonl'),
+    catalogFile: join(state, 'catalog.json'),
+    headerBackup: join(state, 'luks-header.img'),
+    logFile: join(state, 'last-run.log'),
+  };
+}
