@@ -1,0 +1,320 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import net from 'node:net';
+import { Duplex, PassThrough } from 'node:stream';
+import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { AuthError, LinkError } from '../errors.js';
+import { run, spawn } from '../exec.js';
+import { debug } from '../log.js';
+import {
+  fingerprint,
+  hostKeyAlgorithms,
+  hostPattern,
+  judgeHostKey,
+  keyType,
+  lookupKnownKeys,
+  recordHostKey,
+} from './known-hosts.js';
+import { expandHome, parseSshG, type ResolvedHost } from './ssh-config.js';
+import type { ByteCounter } from './traffic.js';
+import type { RemoteSpec } from './url.js';
+
+export interface ConnectOptions {
+  remote: RemoteSpec;
+  identity?: string;
+  knownHosts?: string;
+  acceptNewHostKey?: boolean;
+}
+
+/** Keepalive: a silent link is noticed within about 3 x 5 s (DESIGN section 8). */
+const KEEPALIVE_MS = 5000;
+const KEEPALIVE_COUNT = 3;
+
+/**
+ * chacha20 first: with ssh2's native addon it matches OpenSSH, while OpenSSH
+ * is twice as CPU-efficient with AES-GCM (DESIGN section 3). No compression:
+ * the payload is ciphertext.
+ */
+const CIPHERS = [
+  'chacha20-poly1305@openssh.com',
+  'aes128-gcm@openssh.com',
+  'aes256-gcm@openssh.com',
+  'aes128-ctr',
+  'aes192-ctr',
+  'aes256-ctr',
+] as const;
+
+// ssh2 is CommonJS; its named exports are only reachable through the default export.
+const { Client, utils } = ssh2;
+type Client = InstanceType<typeof Client>;
+
+export class Connection {
+  private lostError: Error | undefined;
+  private closing = false;
+  private readonly lostListeners: ((e: Error) => void)[] = [];
+  private control: SFTPWrapper | undefined;
+
+  constructor(
+    readonly client: Client,
+    readonly counter: ByteCounter,
+    readonly target: string,
+    private readonly transport: { destroy(): void },
+  ) {
+    const onDown = (why: string) => {
+      if (this.closing || this.lostError) return;
+      this.lostError = new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`);
+      debug(`connection lost: ${why}`);
+      for (const l of this.lostListeners) l(this.lostError);
+    };
+    client.on('error', (e: Error) => onDown(e.message));
+    client.on('close', () => onDown('connection closed'));
+    client.on('end', () => onDown('connection ended by the server'));
+  }
+
+  get lost(): Error | undefined {
+    return this.lostError;
+  }
+
+  /** Called at once if the connection is already gone. */
+  onLost(listener: (e: Error) => void): void {
+    if (this.lostError) listener(this.lostError);
+    else this.lostListeners.push(listener);
+  }
+
+  assertAlive(): void {
+    if (this.lostError) throw this.lostError;
+  }
+
+  /** The SFTP client used for control operations (image, lock, free space). */
+  async sftp(): Promise<SFTPWrapper> {
+    this.assertAlive();
+    if (!this.control) {
+      this.control = await new Promise<SFTPWrapper>((resolve, reject) =>
+        this.client.sftp((err, sftp) => (err ? reject(this.wrap(err)) : resolve(sftp))),
+      );
+    }
+    return this.control;
+  }
+
+  /** A raw `sftp` subsystem channel: what `sshfs -o passive` speaks on its stdin/stdout. */
+  async sftpChannel(): Promise<ClientChannel> {
+    this.assertAlive();
+    return new Promise((resolve, reject) =>
+      this.client.subsys('sftp', (err, ch) => (err ? reject(this.wrap(err)) : resolve(ch))),
+    );
+  }
+
+  private wrap(err: Error): Error {
+    return this.lostError ?? new LinkError(`the SSH server at ${this.target} refused an SFTP channel (${err.message}); is the sftp subsystem enabled?`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.lostError) {
+      this.transport.destroy();
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.transport.destroy();
+        resolve();
+      }, 5000);
+      this.client.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.client.end();
+    });
+  }
+}
+
+/** `ssh -G` gives the user's OpenSSH view of the host: HostName, Port, User, keys, ProxyJump. */
+export async function resolveHost(remote: RemoteSpec): Promise<ResolvedHost> {
+  const args = ['-G'];
+  if (remote.port) args.push('-p', String(remote.port));
+  if (remote.user) args.push('-l', remote.user);
+  args.push(remote.host);
+  const { stdout } = await run('ssh', args);
+  return parseSshG(stdout);
+}
+
+interface Transport {
+  stream: Duplex;
+  counter: ByteCounter;
+  destroy(): void;
+  opened: Promise<void>;
+}
+
+function tcpTransport(host: string, port: number): Transport {
+  const sock = net.connect({ host, port });
+  sock.setNoDelay(true);
+  const opened = new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  return {
+    stream: sock,
+    counter: { up: () => sock.bytesWritten, down: () => sock.bytesRead },
+    destroy: () => sock.destroy(),
+    opened,
+  };
+}
+
+/** ProxyJump and ProxyCommand run OpenSSH's client as a pipe; the bytes are counted on that pipe. */
+function commandTransport(file: string, args: string[]): Transport {
+  const child = spawn(file, args, { stdin: 'pipe', stdout: 'pipe' });
+  const stdin = child.process.stdin!;
+  const stdout = child.process.stdout!;
+  let up = 0;
+  let down = 0;
+  const counted = new PassThrough();
+  stdout.on('data', (b: Buffer) => (down += b.length));
+  stdout.pipe(counted);
+  const stream = Duplex.from({ readable: counted, writable: stdin });
+  const write = stream.write.bind(stream);
+  stream.write = ((chunk: Buffer, ...rest: unknown[]) => {
+    up += chunk.length;
+    return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof stream.write;
+  child.exited.then(({ exitCode }) => {
+    stream.destroy(new Error(`proxy command exited with ${exitCode}: ${child.stderr().trim().split('\n').pop() ?? ''}`));
+  });
+  return {
+    stream,
+    counter: { up: () => up, down: () => down },
+    destroy: () => {
+      stream.destroy();
+      child.process.kill('SIGTERM');
+    },
+    opened: Promise.resolve(),
+  };
+}
+
+function transportFor(h: ResolvedHost): Transport {
+  if (h.proxyJump) {
+    const hops = h.proxyJump.split(',');
+    const last = hops.pop()!;
+    return commandTransport('ssh', [...(hops.length ? ['-J', hops.join(',')] : []), '-W', `${h.hostname}:${h.port}`, last]);
+  }
+  if (h.proxyCommand) {
+    const cmd = h.proxyCommand.replace(/%(.)/g, (m, c: string) =>
+      c === 'h' ? h.hostname : c === 'p' ? String(h.port) : c === 'r' ? h.user : c === '%' ? '%' : m,
+    );
+    return commandTransport('sh', ['-c', cmd]);
+  }
+  return tcpTransport(h.hostname, h.port);
+}
+
+type AuthMethod = { type: 'agent'; username: string; agent: string } | { type: 'publickey'; username: string; key: Buffer };
+
+function authMethods(h: ResolvedHost, identity: string | undefined): AuthMethod[] {
+  const methods: AuthMethod[] = [];
+  const agent = h.identityAgent && h.identityAgent !== 'none' ? expandHome(h.identityAgent, homedir()) : process.env.SSH_AUTH_SOCK;
+  const files = identity ? [identity] : h.identityFiles.map((f) => expandHome(f, homedir()));
+  if (agent && !(identity && h.identitiesOnly) && existsSync(agent)) methods.push({ type: 'agent', username: h.user, agent });
+  for (const file of files) {
+    if (!existsSync(file)) {
+      if (identity) throw new AuthError(`identity file ${identity} does not exist`);
+      continue;
+    }
+    const key = readFileSync(file);
+    const parsed = utils.parseKey(key);
+    if (parsed instanceof Error) {
+      // Keys with a passphrase are the agent's job; OpenSSH would prompt, we cannot in a backup job.
+      debug(`skipping identity ${file}: ${parsed.message}`);
+      if (identity) throw new AuthError(`cannot use identity file ${identity} (${parsed.message}); load it into ssh-agent instead`);
+      continue;
+    }
+    methods.push({ type: 'publickey', username: h.user, key });
+  }
+  return methods;
+}
+
+export async function connect(opts: ConnectOptions): Promise<Connection> {
+  const h = await resolveHost(opts.remote);
+  const target = `${h.user}@${hostPattern(h.hostname, h.port)}`;
+  const knownFiles = opts.knownHosts ? [opts.knownHosts] : h.userKnownHostsFiles.map((f) => expandHome(f, homedir()));
+  const pattern = hostPattern(h.hostname, h.port);
+  const known = await lookupKnownKeys(pattern, knownFiles.filter((f) => existsSync(f)));
+  const methods = authMethods(h, opts.identity);
+  if (methods.length === 0) {
+    throw new AuthError(`no SSH key to log in to ${target}: give --identity FILE or start ssh-agent with your key`);
+  }
+
+  let refusal: Error | undefined;
+  const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void) => {
+    const fp = fingerprint(blob);
+    const verdict = judgeHostKey(blob, known);
+    if (verdict.kind === 'known') return verify(true);
+    if (verdict.kind === 'revoked') {
+      refusal = new AuthError(`the host key of ${pattern} (${fp}) is marked @revoked in known_hosts; refusing to connect`);
+    } else if (verdict.kind === 'changed') {
+      refusal = new AuthError(
+        `the host key of ${pattern} has CHANGED (${keyType(blob)} ${fp}); someone may be intercepting the connection. If the server was really reinstalled, remove the old key with: ssh-keygen -R '${pattern}' -f ${knownFiles[0]}`,
+      );
+    } else if (!opts.acceptNewHostKey) {
+      refusal = new AuthError(`unknown host key for ${pattern} (${keyType(blob)} ${fp}); check the fingerprint and run again with --accept-new-host-key`);
+    } else {
+      recordHostKey(knownFiles[0], pattern, blob).then(
+        () => {
+          process.stderr.write(`Recorded new host key for ${pattern} (${keyType(blob)} ${fp}) in ${knownFiles[0]}\n`);
+          verify(true);
+        },
+        (e: Error) => {
+          refusal = new AuthError(`cannot record the host key in ${knownFiles[0]}: ${e.message}`);
+          verify(false);
+        },
+      );
+      return;
+    }
+    verify(false);
+  };
+
+  const transport = transportFor(h);
+  try {
+    await transport.opened;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new LinkError(`cannot reach ${h.hostname}:${h.port} (${err.code ?? err.message}); check the address and that the host is up`);
+  }
+
+  const client = new Client();
+  const queue = [...methods];
+  const config: ConnectConfig = {
+    sock: transport.stream,
+    username: h.user,
+    readyTimeout: 30_000,
+    keepaliveInterval: KEEPALIVE_MS,
+    keepaliveCountMax: KEEPALIVE_COUNT,
+    hostVerifier: hostVerifier as ConnectConfig['hostVerifier'],
+    authHandler: (_left, _partial, next) => {
+      const m = queue.shift();
+      (next as (m: unknown) => void)(m ?? false);
+    },
+    algorithms: {
+      cipher: [...CIPHERS],
+      compress: ['none'],
+      ...(known.length ? { serverHostKey: hostKeyAlgorithms(known.filter((k) => !k.revoked).map((k) => k.type)) as never } : {}),
+    },
+  };
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error & { level?: string }) => {
+      transport.destroy();
+      if (refusal) return reject(refusal);
+      if (e.level === 'client-authentication') {
+        return reject(new AuthError(`${target} refused our SSH keys; give the right key with --identity or load it into ssh-agent`));
+      }
+      const code = (e as NodeJS.ErrnoException).code;
+      reject(new LinkError(`SSH connection to ${target} failed (${code ?? e.message}); check the address and that sshd is running`));
+    };
+    client.once('error', onError);
+    client.once('ready', () => {
+      client.off('error', onError);
+      resolve();
+    });
+    client.connect(config);
+  });
+  debug(`connected to ${target}`);
+  return new Connection(client, transport.counter, target, transport);
+}

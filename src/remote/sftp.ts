@@ -1,0 +1,165 @@
+import type { SFTPWrapper, Stats } from 'ssh2';
+import { LinkError } from '../errors.js';
+
+/**
+ * Control operations over SFTP only, so SFTP-only storage boxes work
+ * (DESIGN section 3). ssh2 reports SFTP status codes as `code` on its errors.
+ */
+const NO_SUCH_FILE = 2;
+const PERMISSION_DENIED = 3;
+
+type SftpError = Error & { code?: number };
+
+function isStatus(e: unknown, code: number): boolean {
+  return (e as SftpError)?.code === code;
+}
+
+export function isNoSuchFile(e: unknown): boolean {
+  return isStatus(e, NO_SUCH_FILE);
+}
+
+function call<T>(fn: (cb: (err: SftpError | null | undefined, v: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
+}
+
+/** Turns a permission problem into the message a user can act on; other errors pass through. */
+export function explain(e: unknown, path: string, doing: string): Error {
+  if (isStatus(e, PERMISSION_DENIED)) {
+    return new LinkError(`permission denied on the remote while ${doing} ${path}; make the directory writable for the SSH user`);
+  }
+  return e as Error;
+}
+
+export async function stat(sftp: SFTPWrapper, path: string): Promise<Stats | undefined> {
+  try {
+    return await call<Stats>((cb) => sftp.stat(path, cb));
+  } catch (e) {
+    if (isNoSuchFile(e)) return undefined;
+    throw explain(e, path, 'reading');
+  }
+}
+
+export async function mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
+  const absolute = dir.startsWith('/');
+  const parts = dir.split('/').filter(Boolean);
+  let path = absolute ? '' : '.';
+  for (const part of parts) {
+    path = `${path}/${part}`;
+    const st = await stat(sftp, path);
+    if (st?.isDirectory()) continue;
+    if (st) throw new LinkError(`remote path ${path} exists and is not a directory`);
+    try {
+      await call<void>((cb) => sftp.mkdir(path, cb));
+    } catch (e) {
+      throw explain(e, path, 'creating');
+    }
+  }
+}
+
+/** Atomic on the server: fails if the directory already exists, which is what the lock relies on. */
+export async function mkdirExclusive(sftp: SFTPWrapper, path: string): Promise<boolean> {
+  try {
+    await call<void>((cb) => sftp.mkdir(path, cb));
+    return true;
+  } catch (e) {
+    if (isStatus(e, PERMISSION_DENIED)) throw explain(e, path, 'creating');
+    if (await stat(sftp, path)) return false;
+    throw e;
+  }
+}
+
+export async function rmdir(sftp: SFTPWrapper, path: string): Promise<void> {
+  await call<void>((cb) => sftp.rmdir(path, cb));
+}
+
+export async function unlink(sftp: SFTPWrapper, path: string): Promise<void> {
+  try {
+    await call<void>((cb) => sftp.unlink(path, cb));
+  } catch (e) {
+    if (!isNoSuchFile(e)) throw e;
+  }
+}
+
+export async function readFile(sftp: SFTPWrapper, path: string): Promise<Buffer | undefined> {
+  try {
+    return await call<Buffer>((cb) => sftp.readFile(path, cb as never));
+  } catch (e) {
+    if (isNoSuchFile(e)) return undefined;
+    throw explain(e, path, 'reading');
+  }
+}
+
+export async function writeFile(sftp: SFTPWrapper, path: string, data: string | Buffer): Promise<void> {
+  try {
+    await call<void>((cb) => sftp.writeFile(path, data, cb));
+  } catch (e) {
+    throw explain(e, path, 'writing');
+  }
+}
+
+export async function readRange(sftp: SFTPWrapper, path: string, offset: number, length: number): Promise<Buffer> {
+  const handle = await call<Buffer>((cb) => sftp.open(path, 'r', cb));
+  try {
+    const buf = Buffer.alloc(length);
+    let got = 0;
+    while (got < length) {
+      const n = await new Promise<number>((resolve, reject) =>
+        sftp.read(handle, buf, got, length - got, offset + got, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
+      );
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await call<void>((cb) => sftp.close(handle, cb));
+  }
+}
+
+/** Free space where the server offers statvfs@openssh.com; undefined elsewhere. */
+export async function freeBytes(sftp: SFTPWrapper, path: string): Promise<number | undefined> {
+  try {
+    const st = await call<{ bavail: number; frsize: number }>((cb) => sftp.ext_openssh_statvfs(path, cb as never));
+    return st.bavail * st.frsize;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Creates the image file exclusively. Sparse by default (a truncate on the
+ * server); with `preallocate` every byte is written, as the seeds did, so the
+ * host's disk cannot run out under a half-written snapshot.
+ */
+export async function createImage(
+  sftp: SFTPWrapper,
+  path: string,
+  size: number,
+  opts: { preallocate: boolean; onProgress?: (written: number) => void },
+): Promise<void> {
+  let handle: Buffer;
+  try {
+    handle = await call<Buffer>((cb) => sftp.open(path, 'wx', cb));
+  } catch (e) {
+    if (await stat(sftp, path)) throw new LinkError(`remote image ${path} already exists; pick another directory or remove it`);
+    throw explain(e, path, 'creating');
+  }
+  try {
+    if (opts.preallocate) {
+      const chunk = Buffer.alloc(1 << 20);
+      const inFlight = 8;
+      let next = 0;
+      const writeAt = (pos: number) =>
+        call<void>((cb) => sftp.write(handle, chunk, 0, Math.min(chunk.length, size - pos), pos, cb as never));
+      while (next < size) {
+        const batch: Promise<void>[] = [];
+        for (let i = 0; i < inFlight && next < size; i++, next += chunk.length) batch.push(writeAt(next));
+        await Promise.all(batch);
+        opts.onProgress?.(Math.min(next, size));
+      }
+    } else {
+      await call<void>((cb) => sftp.fsetstat(handle, { size } as never, cb));
+    }
+  } finally {
+    await call<void>((cb) => sftp.close(handle, cb));
+  }
+}
