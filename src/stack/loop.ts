@@ -1,0 +1,56 @@
+import { run } from '../exec.js';
+import type { Layer, Leftover } from './layer.js';
+
+interface LoopInfo {
+  name: string;
+  'back-file': string | null;
+}
+
+async function loopDevices(): Promise<LoopInfo[]> {
+  const { stdout } = await run('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE']);
+  if (!stdout.trim()) return [];
+  return (JSON.parse(stdout) as { loopdevices: LoopInfo[] }).loopdevices;
+}
+
+/** Attaches a file (the image, or the decrypted file nbdfuse exposes) as a block device. */
+export class LoopLayer implements Layer {
+  readonly name = 'loop';
+  private device: string | undefined;
+
+  constructor(private readonly readOnly: boolean) {}
+
+  async open(file: string): Promise<string> {
+    const { stdout } = await run('losetup', ['--find', '--show', ...(this.readOnly ? ['--read-only'] : []), file]);
+    this.device = stdout.trim();
+    return this.device;
+  }
+
+  async alive(): Promise<boolean> {
+    if (!this.device) return false;
+    return (await loopDevices()).some((l) => l.name === this.device);
+  }
+
+  async close(): Promise<void> {
+    if (this.device) await detach(this.device);
+  }
+
+  /** Loop devices whose backing file lies in this vault's private run directory. */
+  static async findLeftovers(runDir: string): Promise<Leftover[]> {
+    return (await loopDevices())
+      .filter((l) => l['back-file']?.startsWith(`${runDir}/`))
+      .map((l) => ({ layer: 'loop', what: `loop device ${l.name} (${l['back-file']})`, teardown: () => detach(l.name) }));
+  }
+}
+
+async function detach(device: string): Promise<void> {
+  // The kernel may hold the device for a moment after the filesystem above is unmounted.
+  for (let i = 0; ; i++) {
+    try {
+      await run('losetup', ['--detach', device]);
+      return;
+    } catch (e) {
+      if (i >= 10) throw e;
+      await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+    }
+  }
+}

@@ -1,0 +1,71 @@
+import { existsSync } from 'node:fs';
+import { AuthError, CommandError } from '../errors.js';
+import { run } from '../exec.js';
+import type { Layer, Leftover } from './layer.js';
+
+export function mapperName(vault: string): string {
+  return `sshvault-${vault}`;
+}
+
+/**
+ * The kernel LUKS engine (DESIGN section 2): dm-crypt on the loop device of
+ * the image file, the stack of the seeds. The key reaches cryptsetup on stdin.
+ */
+export class KernelLuksLayer implements Layer {
+  readonly name = 'luks-kernel';
+  private opened = false;
+
+  constructor(
+    private readonly vault: string,
+    private readonly passphrase: string,
+    private readonly readOnly: boolean,
+  ) {}
+
+  async open(device: string): Promise<string> {
+    const name = mapperName(this.vault);
+    try {
+      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), '--key-file', '-', device, name], {
+        input: this.passphrase,
+      });
+    } catch (e) {
+      // cryptsetup exits 2 when no key slot accepts the passphrase.
+      if (e instanceof CommandError && e.commandExitCode === 2) {
+        throw new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was written');
+      }
+      throw e;
+    }
+    this.opened = true;
+    return `/dev/mapper/${name}`;
+  }
+
+  async alive(): Promise<boolean> {
+    return this.opened && existsSync(`/dev/mapper/${mapperName(this.vault)}`);
+  }
+
+  async close(): Promise<void> {
+    if (this.opened) await closeMapping(mapperName(this.vault));
+  }
+
+  static async findLeftovers(vault: string): Promise<Leftover[]> {
+    const name = mapperName(vault);
+    if (!existsSync(`/dev/mapper/${name}`)) return [];
+    return [{ layer: 'luks-kernel', what: `dm-crypt mapping /dev/mapper/${name}`, teardown: () => closeMapping(name) }];
+  }
+}
+
+async function closeMapping(name: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await run('cryptsetup', ['close', name]);
+      return;
+    } catch {
+      if (!existsSync(`/dev/mapper/${name}`)) return;
+      // Busy for a moment after the filesystem above is unmounted; deferred removal as the last resort.
+      if (i >= 10) {
+        await run('cryptsetup', ['close', '--deferred', name]);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+    }
+  }
+}

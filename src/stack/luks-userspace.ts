@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AuthError, UsageError } from '../errors.js';
+import { spawn, type Child } from '../exec.js';
+import { unmountFuse } from './fuse.js';
+import type { Layer, Leftover } from './layer.js';
+import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
+
+/** qemu's option syntax doubles commas inside values. */
+function optValue(s: string): string {
+  return s.replace(/,/g, ',,');
+}
+
+const CONNECTIONS = 4;
+
+/**
+ * The userspace LUKS engine (DESIGN section 2), for machines without
+ * device-mapper: qemu-nbd's LUKS driver decrypts the image file and serves
+ * the plaintext on a unix socket; nbdfuse exposes it as a file for losetup.
+ * qemu's driver moves whole requests, unlike nbdkit's luks filter, which moves
+ * one 512-byte sector per request. Same on-disk LUKS1 format as dm-crypt.
+ */
+export class UserspaceLuksLayer implements Layer {
+  readonly name = 'luks-userspace';
+  private qemu: Child | undefined;
+  private fuse: Child | undefined;
+
+  constructor(
+    private readonly runDir: string,
+    private readonly socket: string,
+    private readonly plainMount: string,
+    private readonly passphrase: string,
+    private readonly readOnly: boolean,
+  ) {}
+
+  async open(image: string): Promise<string> {
+    await rm(this.socket, { force: true });
+    // qemu reads secrets from a file; it lives in the 0700 run directory only until qemu-nbd has read it.
+    const keyFile = join(this.runDir, `key-${randomBytes(6).toString('hex')}`);
+    await writeFile(keyFile, this.passphrase, { mode: 0o600 });
+    try {
+      const imageOpts = [
+        'driver=luks',
+        'key-secret=sec0',
+        'file.driver=file',
+        `file.filename=${optValue(image)}`,
+        // OFD locks on a FUSE file would only be local; the remote lock is what guards the image.
+        'file.locking=off',
+      ].join(',');
+      this.qemu = spawn('qemu-nbd', [
+        '--object',
+        `secret,id=sec0,file=${optValue(keyFile)},format=raw`,
+        '--image-opts',
+        imageOpts,
+        '--socket',
+        this.socket,
+        '--shared',
+        String(CONNECTIONS + 1),
+        '--persistent',
+        '--cache=writeback',
+        ...(this.readOnly ? ['--read-only'] : []),
+      ]);
+      const qemu = this.qemu;
+      await waitUntil(async () => !qemu.running() || (await exists(this.socket)), 120_000);
+      if (!qemu.running()) throw classify(qemu.stderr());
+      if (!(await exists(this.socket))) throw new Error('qemu-nbd did not start serving within 120 s');
+    } finally {
+      await rm(keyFile, { force: true });
+    }
+    await mkdir(this.plainMount, { recursive: true, mode: 0o700 });
+    const disk = join(this.plainMount, 'disk');
+    this.fuse = spawn('nbdfuse', ['-C', String(CONNECTIONS), ...(this.readOnly ? ['-r'] : []), disk, '--unix', this.socket]);
+    const fuse = this.fuse;
+    await waitUntil(async () => !fuse.running() || (await isMounted(this.plainMount)), 30_000);
+    if (!(await isMounted(this.plainMount))) {
+      throw new Error(`nbdfuse could not expose the decrypted image: ${fuse.stderr().trim().split('\n').pop() || 'timed out'}`);
+    }
+    return disk;
+  }
+
+  async alive(): Promise<boolean> {
+    return !!this.qemu?.running() && !!this.fuse?.running() && (await isMounted(this.plainMount));
+  }
+
+  async close(): Promise<void> {
+    await unmountFuse(this.plainMount, this.fuse, 60_000);
+    if (this.qemu?.pid && this.qemu.running()) await stopProcess(this.qemu.pid, 60_000);
+    await rm(this.socket, { force: true });
+  }
+
+  static async findLeftovers(socket: string, plainMount: string): Promise<Leftover[]> {
+    const out: Leftover[] = [];
+    const fuses = await findProcesses((a) => a[0].endsWith('nbdfuse') && a.includes(socket));
+    if ((await isMounted(plainMount)) || fuses.length) {
+      out.push({
+        layer: 'luks-userspace',
+        what: `nbdfuse mount ${plainMount}`,
+        teardown: async () => {
+          await unmountFuse(plainMount, undefined, 10_000);
+          for (const p of fuses) await stopProcess(p.pid, 3000);
+        },
+      });
+    }
+    const servers = await findProcesses((a) => a[0].endsWith('qemu-nbd') && a.includes(socket));
+    for (const p of servers) {
+      out.push({ layer: 'luks-userspace', what: `qemu-nbd (pid ${p.pid})`, teardown: () => stopProcess(p.pid, 10_000) });
+    }
+    return out;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function classify(stderr: string): Error {
+  if (/Invalid password|cannot unlock any keyslot/i.test(stderr)) {
+    return new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was written');
+  }
+  if (/not in LUKS format|Unsupported LUKS version/i.test(stderr)) {
+    return new UsageError(
+      "the remote image is not a LUKS volume (header missing or damaged); if its header was overwritten, restore it from the local header backup (see 'Restore without sshvault' in the README)",
+    );
+  }
+  return new Error(`qemu-nbd could not open the image: ${stderr.trim().split('\n').pop() ?? 'no message'}`);
+}

@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { VaultPaths } from '../config/paths.js';
+import type { VaultConfig } from '../config/vault-config.js';
+import { AuthError, LinkError, UsageError, VaultFullError } from '../errors.js';
+import { debug } from '../log.js';
+import { connect, type Connection } from '../remote/connection.js';
+import { acquireLock, type RemoteLock } from '../remote/lock.js';
+import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
+import { formatBytes } from '../ui/format.js';
+import type { TrafficMeter } from '../remote/traffic.js';
+import { parseRemote, type RemoteSpec } from '../remote/url.js';
+import { chooseEngine, type Engine } from './engine.js';
+import { FsLayer } from './fs.js';
+import type { Layer } from './layer.js';
+import { LoopLayer } from './loop.js';
+import { backupPhdr, isLuks1, PHDR_BYTES, phdrUuid } from './luks.js';
+import { KernelLuksLayer } from './luks-kernel.js';
+import { UserspaceLuksLayer } from './luks-userspace.js';
+import { SshfsLayer } from './sshfs.js';
+import { Stack } from './stack.js';
+
+export interface SessionOptions {
+  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts'>;
+  paths: VaultPaths;
+  command: string;
+  readOnly: boolean;
+  passphrase: string;
+  meter: TrafficMeter;
+  notice: (message: string) => void;
+  acceptNewHostKey?: boolean;
+}
+
+export function remotePath(remote: RemoteSpec, name: string): string {
+  return remote.dir === '.' ? name : `${remote.dir.replace(/\/+$/, '')}/${name}`;
+}
+
+/**
+ * A vault opened for one command: the SSH connection, the remote lock and
+ * the stack of layers, each step metered in its own phase (DESIGN section 1).
+ */
+export class VaultSession {
+  readonly runId = randomUUID();
+  readonly started = new Date();
+  readonly remote: RemoteSpec;
+  conn: Connection | undefined;
+  lock: RemoteLock | undefined;
+  stack: Stack;
+  engine: Engine | undefined;
+  private createdImage = false;
+
+  constructor(readonly o: SessionOptions) {
+    this.remote = parseRemote(o.config.remote);
+    this.stack = new Stack(o.paths, o.command, o.paths.remoteMount);
+  }
+
+  get imagePath(): string {
+    return remotePath(this.remote, this.o.config.image);
+  }
+
+  /**
+   * SSH, the remote lock, a look at the LUKS header, sshfs. With `create`
+   * (init) the directory and the image file are made instead of checked.
+   */
+  async connect(create?: { size: number; preallocate: boolean }): Promise<void> {
+    this.engine = (await chooseEngine(this.o.config.engine)).engine;
+    await mkdir(this.o.paths.run, { recursive: true, mode: 0o700 });
+    this.conn = await connect({
+      remote: this.remote,
+      identity: this.o.config.identity,
+      knownHosts: this.o.config.knownHosts,
+      acceptNewHostKey: this.o.acceptNewHostKey,
+    });
+    this.o.meter.attach(this.conn.counter);
+    const sftp = await this.conn.sftp();
+    if (create) await mkdirp(sftp, this.remote.dir);
+    const dirStat = await stat(sftp, this.remote.dir);
+    if (!dirStat?.isDirectory()) {
+      throw new LinkError(`the remote directory ${this.remote.dir} does not exist on ${this.conn.target}; check --remote or run 'sshvault init'`);
+    }
+    this.lock = await acquireLock(sftp, this.remote.dir, { vaultId: this.o.config.vaultId, runId: this.runId, command: this.o.command }, this.o.notice);
+    if (create) await this.createImage(create.size, create.preallocate);
+    else await this.checkHeader();
+    await this.stack.push(new SshfsLayer(this.conn, this.remote.dir, this.o.paths.remoteMount, this.o.readOnly));
+  }
+
+  private async createImage(size: number, preallocate: boolean): Promise<void> {
+    const sftp = await this.conn!.sftp();
+    if (await stat(sftp, this.imagePath)) {
+      throw new UsageError(`a vault image already exists at ${this.imagePath}; choose another remote directory`);
+    }
+    const free = await freeBytes(sftp, this.remote.dir);
+    if (free !== undefined && preallocate && free < size) {
+      throw new VaultFullError(`the remote has ${formatBytes(free)} free, less than the ${formatBytes(size)} image; choose a smaller --size`);
+    }
+    if (free !== undefined && free < size) {
+      this.o.notice(`The remote has only ${formatBytes(free)} free for a ${formatBytes(size)} sparse image; backups fail once it runs out.`);
+    }
+    await createImage(sftp, this.imagePath, size, { preallocate });
+    this.createdImage = true;
+  }
+
+  /** Undoes a failed init, so that running it again does not meet a half-made image. */
+  async removeCreatedImage(): Promise<void> {
+    if (!this.createdImage || !this.conn || this.conn.lost) return;
+    await unlink(await this.conn.sftp(), this.imagePath);
+  }
+
+  /**
+   * The image must be the one init made: same LUKS header as the local
+   * backup. Costs 592 bytes; refuses before anything is written.
+   */
+  private async checkHeader(): Promise<void> {
+    const sftp = await this.conn!.sftp();
+    const image = this.imagePath;
+    if (!(await stat(sftp, image))) {
+      throw new UsageError(`the remote image ${image} is missing; if it was lost, a new vault needs 'sshvault init' (the local header backup cannot bring back data)`);
+    }
+    const remote = await readRange(sftp, image, 0, PHDR_BYTES);
+    if (!isLuks1(remote)) {
+      throw new UsageError(
+        `the remote image ${image} has no LUKS1 header; if it was overwritten, restore it from ${this.o.paths.headerBackup} with 'cryptsetup luksHeaderRestore' (README: Restore without sshvault)`,
+      );
+    }
+    const local = await backupPhdr(this.o.paths.headerBackup);
+    if (!local) {
+      this.o.notice(`No local LUKS header backup for this vault; run 'sshvault key backup-header' to make one.`);
+      return;
+    }
+    if (!local.equals(remote)) {
+      const was = phdrUuid(local);
+      const now = phdrUuid(remote);
+      throw new AuthError(
+        was !== now
+          ? `the remote image is not the vault made by init (LUKS UUID ${now}, expected ${was}): it was replaced; refusing to write to it`
+          : `the LUKS header of the remote image changed since the local backup (key slots edited elsewhere?); if you did that, run 'sshvault key backup-header', otherwise do not trust this host`,
+      );
+    }
+  }
+
+  /** The LUKS engine's layers, below the filesystem. */
+  decryptionLayers(): Layer[] {
+    const p = this.o.paths;
+    if (this.engine === 'kernel') {
+      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(this.o.config.name, this.o.passphrase, this.o.readOnly)];
+    }
+    return [new UserspaceLuksLayer(p.run, p.nbdSocket, p.plainMount, this.o.passphrase, this.o.readOnly), new LoopLayer(this.o.readOnly)];
+  }
+
+  /** Decrypt and mount: the engine's layers, then the filesystem (with e2fsck -p if it is not clean). */
+  async open(): Promise<string> {
+    // The first decryption layer opens the image file inside the sshfs mount, not the mount itself.
+    this.stack.setTop(join(this.o.paths.remoteMount, this.o.config.image));
+    for (const layer of this.decryptionLayers()) await this.stack.push(layer);
+    return this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice));
+  }
+
+  fsLayer(): FsLayer | undefined {
+    return this.stack.layer<FsLayer>('fs');
+  }
+
+  /** Unmounts and closes everything, releases the lock, ends the connection. Never throws over a prior error. */
+  async close(): Promise<Error | undefined> {
+    let first: Error | undefined;
+    const attempt = async (what: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+      } catch (e) {
+        debug(`${what} failed: ${(e as Error).message}`);
+        first ??= e as Error;
+      }
+    };
+    await attempt('closing the stack', () => this.stack.close());
+    if (this.lock && !this.conn?.lost) await attempt('releasing the lock', () => this.lock!.release());
+    if (this.conn) await attempt('disconnecting', () => this.conn!.close());
+    return first;
+  }
+}

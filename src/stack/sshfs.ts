@@ -1,0 +1,79 @@
+import { mkdir } from 'node:fs/promises';
+import type { Connection } from '../remote/connection.js';
+import { LinkError } from '../errors.js';
+import { spawn, type Child } from '../exec.js';
+import { unmountFuse } from './fuse.js';
+import type { Layer, Leftover } from './layer.js';
+import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
+
+/**
+ * sshfs in passive mode speaks SFTP on its stdin/stdout, which we connect to
+ * an `sftp` channel of the run's one SSH connection (DESIGN section 3): every
+ * byte is then counted on that connection. No `reconnect`: a reconnect would
+ * invalidate the image file held open under the loop device.
+ */
+export class SshfsLayer implements Layer {
+  readonly name = 'sshfs';
+  private child: Child | undefined;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly remoteDir: string,
+    private readonly mountpoint: string,
+    private readonly readOnly: boolean,
+  ) {}
+
+  async open(): Promise<string> {
+    await mkdir(this.mountpoint, { recursive: true, mode: 0o700 });
+    if (await isMounted(this.mountpoint)) throw new Error(`${this.mountpoint} is already mounted; run 'sshvault recover'`);
+    const channel = await this.conn.sftpChannel();
+    const opts = ['passive', ...(this.readOnly ? ['ro'] : [])].join(',');
+    const child = spawn('sshfs', ['-f', '-o', opts, `sshvault:${this.remoteDir}`, this.mountpoint], { stdin: 'pipe', stdout: 'pipe' });
+    this.child = child;
+    const stdin = child.process.stdin!;
+    const stdout = child.process.stdout!;
+    channel.pipe(stdin);
+    stdout.pipe(channel);
+    // When the connection dies, passive sshfs would wait forever and every writer hang in state D;
+    // ending its pipes makes it exit, so writers get EIO at once (DESIGN section 8).
+    const cut = () => {
+      stdin.destroy();
+      stdout.destroy();
+    };
+    this.conn.onLost(cut);
+    channel.on('close', cut);
+    stdin.on('error', () => {});
+    stdout.on('error', () => {});
+    const mounted = await waitUntil(async () => !child.running() || (await isMounted(this.mountpoint)), 30_000);
+    if (!mounted || !child.running()) {
+      cut();
+      child.process.kill('SIGKILL');
+      throw new LinkError(`sshfs could not mount ${this.remoteDir}: ${child.stderr().trim().split('\n').pop() || 'timed out'}`);
+    }
+    return this.mountpoint;
+  }
+
+  async alive(): Promise<boolean> {
+    return !!this.child?.running() && !this.conn.lost && (await isMounted(this.mountpoint));
+  }
+
+  async close(): Promise<void> {
+    await unmountFuse(this.mountpoint, this.child, this.conn.lost ? 5000 : 60_000);
+  }
+
+  static async findLeftovers(mountpoint: string): Promise<Leftover[]> {
+    const out: Leftover[] = [];
+    const procs = await findProcesses((a) => a[0].endsWith('sshfs') && a.includes(mountpoint));
+    if ((await isMounted(mountpoint)) || procs.length) {
+      out.push({
+        layer: 'sshfs',
+        what: `sshfs mount ${mountpoint}`,
+        teardown: async () => {
+          await unmountFuse(mountpoint, undefined, 5000);
+          for (const p of procs) await stopProcess(p.pid, 3000);
+        },
+      });
+    }
+    return out;
+  }
+}
