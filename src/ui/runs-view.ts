@@ -1,0 +1,70 @@
+import chalk from 'chalk';
+import type { Catalog } from '../snapshot/catalog.js';
+import type { RunRecord } from '../snapshot/runs.js';
+import { formatBytes, formatDuration, formatRatio, linkSeconds, parseLink } from './format.js';
+import { renderTable } from './table.js';
+
+export const DEFAULT_LINK = '10mbit';
+
+function onLink(up: number, down: number, link: string): string {
+  const l = parseLink(link);
+  return formatDuration(linkSeconds(up, down, l.upBps, l.downBps) * 1000);
+}
+
+function ratio(bytes: number, changed: number): string {
+  return changed > 0 ? formatRatio(bytes / changed) : '-';
+}
+
+/** The traffic table of seed 001, made for every run: bytes per phase and what they cost against the change. */
+export function renderRunsTable(runs: RunRecord[], link: string): string {
+  const headers = ['started', 'command', 'snapshot', 'phase', 'up', 'down', 'time', 'changed', 'up/chg', 'down/chg', `on ${link}`];
+  const rows: (string | number)[][] = [];
+  for (const r of runs) {
+    const status = r.ok ? r.command : chalk.red(`${r.command} (failed)`);
+    rows.push([
+      r.started.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+      status,
+      r.snapshot ?? '-',
+      'all',
+      formatBytes(r.upBytes),
+      formatBytes(r.downBytes),
+      formatDuration(r.phases.reduce((t, p) => t + p.ms, 0)),
+      r.command === 'push' ? formatBytes(r.changedBytes) : '-',
+      ratio(r.upBytes, r.changedBytes),
+      ratio(r.downBytes, r.changedBytes),
+      onLink(r.upBytes, r.downBytes, link),
+    ]);
+    for (const p of r.phases) {
+      rows.push(['', '', '', `  ${p.name}`, formatBytes(p.upBytes), formatBytes(p.downBytes), formatDuration(p.ms), '', '', '', '']);
+    }
+  }
+  const up = runs.reduce((t, r) => t + r.upBytes, 0);
+  const down = runs.reduce((t, r) => t + r.downBytes, 0);
+  const changed = runs.reduce((t, r) => t + r.changedBytes, 0);
+  const ms = runs.reduce((t, r) => t + r.phases.reduce((a, p) => a + p.ms, 0), 0);
+  const footer = [`${runs.length} runs`, '', '', 'total', formatBytes(up), formatBytes(down), formatDuration(ms), formatBytes(changed), ratio(up, changed), ratio(down, changed), onLink(up, down, link)];
+  return renderTable(headers, rows, {
+    align: ['left', 'left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    footer,
+  });
+}
+
+/** The one-screen summary at the end of a push. */
+export function renderRunSummary(r: RunRecord, catalog: Catalog, link = DEFAULT_LINK): string {
+  const snap = catalog.snapshots.find((s) => s.name === r.snapshot);
+  const lines = [
+    chalk.green(`Snapshot ${r.snapshot} complete`) + (snap ? `: ${snap.files} files, ${formatBytes(snap.bytes)}` : ''),
+    '',
+    renderTable(
+      ['phase', 'up', 'down', 'time'],
+      r.phases.map((p) => [p.name, formatBytes(p.upBytes), formatBytes(p.downBytes), formatDuration(p.ms)]),
+      {
+        align: ['left', 'right', 'right', 'right'],
+        footer: ['total', formatBytes(r.upBytes), formatBytes(r.downBytes), formatDuration(r.phases.reduce((t, p) => t + p.ms, 0))],
+      },
+    ),
+    '',
+    `changed ${formatBytes(r.changedBytes)}; sent ${ratio(r.upBytes, r.changedBytes)} and received ${ratio(r.downBytes, r.changedBytes)} of that on the wire; on a ${link} link this run takes ${onLink(r.upBytes, r.downBytes, link)}`,
+  ];
+  return lines.join('\n');
+}
