@@ -1,0 +1,59 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { succeeds } from '../exec.js';
+import { chooseEngine, deviceMapperStatus } from '../stack/engine.js';
+import { info } from '../ui/console.js';
+import { renderTable } from '../ui/table.js';
+import type { GlobalArgs } from './common.js';
+
+const TOOLS: [string, string, string][] = [
+  ['ssh', 'openssh-client', 'ssh -G reads your OpenSSH config'],
+  ['ssh-keygen', 'openssh-client', 'known_hosts lookups'],
+  ['sshfs', 'sshfs', 'the remote directory'],
+  ['fusermount3', 'fuse3', 'unmounting FUSE'],
+  ['losetup', 'mount', 'loop devices'],
+  ['cryptsetup', 'cryptsetup-bin', 'LUKS format, keys, kernel engine'],
+  ['qemu-nbd', 'qemu-utils', 'userspace engine'],
+  ['nbdfuse', 'nbdfuse', 'userspace engine'],
+  ['mkfs.ext4', 'e2fsprogs', 'filesystem'],
+  ['e2fsck', 'e2fsprogs', 'filesystem checks'],
+  ['rsync', 'rsync', 'snapshots'],
+];
+
+/** `sshvault doctor`: which engine this machine uses and why, and what is missing. */
+export async function cmdDoctor(a: GlobalArgs): Promise<number> {
+  const dm = await deviceMapperStatus();
+  const auto = await chooseEngine('auto');
+  const tools = await Promise.all(
+    TOOLS.map(async ([tool, pkg, why]) => ({ tool, pkg, why, found: await succeeds('sh', ['-c', `command -v ${tool}`]) })),
+  );
+  const require = createRequire(import.meta.url);
+  let nativeCrypto = false;
+  try {
+    require('ssh2/lib/protocol/crypto/build/Release/sshcrypto.node');
+    nativeCrypto = true;
+  } catch {
+    nativeCrypto = false;
+  }
+  const report = {
+    engine: auto.engine,
+    reason: auto.reason,
+    deviceMapper: dm.ok,
+    fuse: existsSync('/dev/fuse'),
+    loopControl: existsSync('/dev/loop-control'),
+    ssh2NativeCrypto: nativeCrypto,
+    node: process.version,
+    tools,
+  };
+  const missing = tools.filter((t) => !t.found);
+  if (a.json) {
+    info(JSON.stringify(report, null, 2));
+  } else {
+    info(`engine: ${auto.engine} (${auto.reason})`);
+    info(`/dev/fuse: ${report.fuse ? 'yes' : 'MISSING'}; /dev/loop-control: ${report.loopControl ? 'yes' : 'MISSING'}`);
+    info(`ssh2 native crypto: ${nativeCrypto ? 'yes' : 'no (chacha20 runs at half speed; reinstall with install scripts allowed)'}`);
+    info(renderTable(['tool', 'package', 'used for', 'found'], tools.map((t) => [t.tool, t.pkg, t.why, t.found ? 'yes' : 'MISSING'])));
+    if (missing.length) info(`install: apt-get install ${[...new Set(missing.map((t) => t.pkg))].join(' ')}`);
+  }
+  return missing.length || !report.fuse ? 2 : 0;
+}

@@ -1,0 +1,51 @@
+import chalk from 'chalk';
+import { emptyCatalog, readCatalog, reconcile, writeCatalog, type Catalog } from '../snapshot/catalog.js';
+import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { info } from '../ui/console.js';
+import { formatBytes } from '../ui/format.js';
+import { renderTable } from '../ui/table.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+
+export interface ListArgs extends GlobalArgs {
+  vault?: string;
+  refresh?: boolean;
+}
+
+export async function cmdList(a: ListArgs): Promise<number> {
+  const ctx = await openContext(a.vault);
+  let catalog = (await readCatalog(ctx.paths.catalogFile)) ?? emptyCatalog(ctx.config.vaultId);
+  if (a.refresh) {
+    catalog = await exclusive(ctx, async () => {
+      const passphrase = await passphraseFor(a, ctx.config);
+      const run = await meteredSession(ctx, { command: 'list', readOnly: true, passphrase, mountFs: true }, async (session, meter) => {
+        meter.begin('read');
+        const layout = imageLayout(session.o.paths.fsMount);
+        await readVaultMeta(layout);
+        const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(ctx.config.vaultId);
+        return reconcile(onImage, await snapshotDirs(layout));
+      });
+      if (run.error) throw run.error;
+      await writeCatalog(ctx.paths.catalogFile, run.value!);
+      return run.value!;
+    });
+  }
+  info(a.json ? JSON.stringify(jsonList(catalog), null, 2) : renderList(catalog, ctx.name));
+  return 0;
+}
+
+function jsonList(c: Catalog) {
+  return c.snapshots.map((s) => ({ name: s.name, time: s.time, complete: s.complete, files: s.files, bytes: s.bytes, ...(s.changedBytes !== undefined ? { changedBytes: s.changedBytes } : {}) }));
+}
+
+function renderList(c: Catalog, vault: string): string {
+  if (!c.snapshots.length) return `Vault '${vault}' has no snapshots yet.`;
+  const rows = c.snapshots.map((s) => [
+    s.name,
+    new Date(s.time).toLocaleString(),
+    s.complete ? 'complete' : chalk.yellow('partial'),
+    s.files,
+    formatBytes(s.bytes),
+    s.changedBytes !== undefined ? formatBytes(s.changedBytes) : '-',
+  ]);
+  return renderTable(['snapshot', 'time', 'state', 'files', 'size', 'changed'], rows, { align: ['left', 'left', 'left', 'right', 'right', 'right'] });
+}

@@ -1,0 +1,27 @@
+import { UsageError } from '../errors.js';
+import { connect } from '../remote/connection.js';
+import { breakLock, describeOwner } from '../remote/lock.js';
+import { parseRemote } from '../remote/url.js';
+import { info } from '../ui/console.js';
+import { openContext, type GlobalArgs } from './common.js';
+
+export interface UnlockArgs extends GlobalArgs {
+  vault?: string;
+  force?: boolean;
+}
+
+/** Breaks the remote lock on purpose. Needs no passphrase: the lock lives beside the image, not in it. */
+export async function cmdUnlock(a: UnlockArgs): Promise<number> {
+  const ctx = await openContext(a.vault);
+  if (!a.force) throw new UsageError("unlock breaks another client's lock and can destroy the vault if that client is still writing; add --force if you are sure");
+  const remote = parseRemote(ctx.config.remote);
+  const conn = await connect({ remote, identity: ctx.config.identity, knownHosts: ctx.config.knownHosts });
+  try {
+    const holder = await breakLock(await conn.sftp(), remote.dir);
+    if (holder === undefined) info(`Vault '${ctx.name}' was not locked.`);
+    else info(`Broke the lock of vault '${ctx.name}'${holder ? ` held by ${describeOwner(holder)}` : ' (no owner recorded)'}.`);
+  } finally {
+    await conn.close();
+  }
+  return 0;
+}

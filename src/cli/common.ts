@@ -1,0 +1,150 @@
+import { mkdir } from 'node:fs/promises';
+import { vaultPaths, type VaultPaths } from '../config/paths.js';
+import { readPassphrase } from '../config/passphrase.js';
+import { loadConfig, resolveVaultName, type VaultConfig } from '../config/vault-config.js';
+import { configureLog } from '../log.js';
+import { TrafficMeter } from '../remote/traffic.js';
+import { recoverLeftovers, RunLock } from '../stack/recovery.js';
+import { VaultSession } from '../stack/session.js';
+import { trapSignals } from '../stack/signals.js';
+import { appendRun, type RunRecord } from '../snapshot/runs.js';
+import { notice } from '../ui/console.js';
+import { SshvaultError } from '../errors.js';
+
+/** Options every command takes (DESIGN section 7). */
+export interface GlobalArgs {
+  debug?: boolean;
+  json?: boolean;
+  passphraseFile?: string;
+  passphraseCommand?: string;
+}
+
+export interface VaultContext {
+  name: string;
+  config: VaultConfig;
+  paths: VaultPaths;
+}
+
+export async function openContext(given: string | undefined): Promise<VaultContext> {
+  const name = await resolveVaultName(given);
+  const config = await loadConfig(name);
+  const paths = vaultPaths(name);
+  await mkdir(paths.state, { recursive: true, mode: 0o700 });
+  configureLog({ file: paths.logFile });
+  return { name, config, paths };
+}
+
+export async function passphraseFor(args: GlobalArgs, config: Partial<VaultConfig>, confirm = false): Promise<string> {
+  return readPassphrase(
+    { file: args.passphraseFile, command: args.passphraseCommand },
+    { file: config.passphraseFile, command: config.passphraseCommand },
+    { confirm },
+  );
+}
+
+/**
+ * Runs `fn` as the only sshvault run of this vault on this host, after
+ * tearing down whatever a dead run left behind (and saying so in one line).
+ */
+export async function exclusive<T>(ctx: Pick<VaultContext, 'name' | 'paths'>, fn: () => Promise<T>): Promise<T> {
+  const lock = await RunLock.take(ctx.paths, ctx.name);
+  try {
+    const r = await recoverLeftovers(ctx.paths, ctx.name);
+    if (r.tornDown.length) {
+      const who = r.previous ? ` (${r.previous.command}, pid ${r.previous.pid}, started ${r.previous.started})` : '';
+      notice(`Cleaned up after an interrupted run${who}: ${r.tornDown.join(', ')}.`);
+    }
+    return await fn();
+  } finally {
+    await lock.release();
+  }
+}
+
+/** What the command learned that goes into its run record, filled in as it goes so a failed run keeps it too. */
+export interface RunFacts {
+  snapshot?: string;
+  changedBytes?: number;
+  rsync?: RunRecord['rsync'];
+}
+
+export interface MeteredRun<T> {
+  value?: T;
+  error?: Error;
+  record: RunRecord;
+}
+
+/**
+ * One command against the remote vault, phase by phase: connect, open (when
+ * the filesystem is needed), the command's own phases, close. The stack is
+ * closed on success, on error and on SIGINT/SIGTERM/SIGHUP, and every run is
+ * recorded with the bytes it moved, failed or not.
+ */
+export async function meteredSession<T>(
+  ctx: VaultContext,
+  opts: { command: string; readOnly: boolean; passphrase: string; mountFs: boolean; create?: { size: number; preallocate: boolean }; acceptNewHostKey?: boolean },
+  body: (s: VaultSession, meter: TrafficMeter, signal: AbortSignal, facts: RunFacts) => Promise<T>,
+): Promise<MeteredRun<T>> {
+  const meter = new TrafficMeter();
+  const controller = new AbortController();
+  const untrap = trapSignals(controller, notice);
+  const session = new VaultSession({
+    config: ctx.config,
+    paths: ctx.paths,
+    command: opts.command,
+    readOnly: opts.readOnly,
+    passphrase: opts.passphrase,
+    meter,
+    notice,
+    acceptNewHostKey: opts.acceptNewHostKey,
+  });
+  const started = new Date();
+  let value: T | undefined;
+  const facts: RunFacts = {};
+  let error: Error | undefined;
+  const checkpoint = () => {
+    if (controller.signal.aborted) throw controller.signal.reason;
+    session.conn?.assertAlive();
+  };
+  try {
+    meter.begin('connect');
+    await session.connect(opts.create);
+    checkpoint();
+    if (opts.mountFs) {
+      meter.begin('open');
+      await session.open();
+      checkpoint();
+    }
+    value = await body(session, meter, controller.signal, facts);
+    checkpoint();
+  } catch (e) {
+    error = (session.conn?.lost && !(e instanceof SshvaultError && e.exitCode > 128) ? session.conn.lost : e) as Error;
+  } finally {
+    meter.begin('close');
+    const closeError = await session.close();
+    meter.end();
+    untrap();
+    if (!error && closeError) error = closeError;
+  }
+  if (!error && controller.signal.aborted) error = controller.signal.reason as Error;
+  const totals = meter.totals();
+  const record: RunRecord = {
+    id: session.runId,
+    command: opts.command,
+    vault: ctx.name,
+    snapshot: facts.snapshot,
+    started: started.toISOString(),
+    finished: new Date().toISOString(),
+    ok: !error,
+    exitCode: error ? (error instanceof SshvaultError ? error.exitCode : 1) : 0,
+    ...(error ? { error: error.message } : {}),
+    engine: session.engine,
+    fs: ctx.config.fs,
+    changedBytes: facts.changedBytes ?? 0,
+    upBytes: totals.upBytes,
+    downBytes: totals.downBytes,
+    phases: meter.phases,
+    ...(facts.rsync ? { rsync: facts.rsync } : {}),
+  };
+  await appendRun(ctx.paths.runsFile, record);
+  return { value, error, record };
+}
