@@ -1,13 +1,16 @@
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
-/** XDG locations (DESIGN section 6); tests point both variables at temp dirs. */
+/**
+ * XDG locations (DESIGN section 6); tests point both variables at temp dirs.
+ * Always absolute: mountpoints are compared with the kernel's mount table.
+ */
 export function configDir(): string {
-  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'sshvault');
+  return resolve(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'sshvault');
 }
 
 export function stateRoot(): string {
-  return join(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'sshvault');
+  return resolve(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'sshvault');
 }
 
 export interface VaultPaths {

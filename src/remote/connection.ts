@@ -24,6 +24,8 @@ export interface ConnectOptions {
   identity?: string;
   knownHosts?: string;
   acceptNewHostKey?: boolean;
+  /** Called as soon as the socket exists, so a run that fails in the handshake still has its bytes counted. */
+  onCounter?: (counter: ByteCounter) => void;
 }
 
 /** Keepalive: a silent link is noticed within about 3 x 5 s (DESIGN section 8). */
@@ -89,9 +91,10 @@ export class Connection {
   async sftp(): Promise<SFTPWrapper> {
     this.assertAlive();
     if (!this.control) {
-      this.control = await new Promise<SFTPWrapper>((resolve, reject) =>
-        this.client.sftp((err, sftp) => (err ? reject(this.wrap(err)) : resolve(sftp))),
+      const raw = await this.guard(
+        new Promise<SFTPWrapper>((resolve, reject) => this.client.sftp((err, sftp) => (err ? reject(this.wrap(err)) : resolve(sftp)))),
       );
+      this.control = this.failPendingOnLoss(raw);
     }
     return this.control;
   }
@@ -99,9 +102,52 @@ export class Connection {
   /** A raw `sftp` subsystem channel: what `sshfs -o passive` speaks on its stdin/stdout. */
   async sftpChannel(): Promise<ClientChannel> {
     this.assertAlive();
-    return new Promise((resolve, reject) =>
-      this.client.subsys('sftp', (err, ch) => (err ? reject(this.wrap(err)) : resolve(ch))),
-    );
+    return this.guard(new Promise((resolve, reject) => this.client.subsys('sftp', (err, ch) => (err ? reject(this.wrap(err)) : resolve(ch)))));
+  }
+
+  /** Settles with the loss of the connection if that comes first: ssh2 leaves some requests pending forever then. */
+  guard<T>(p: Promise<T>): Promise<T> {
+    if (this.lostError) return Promise.reject(this.lostError);
+    return new Promise<T>((resolve, reject) => {
+      this.onLost(reject);
+      p.then(resolve, reject);
+    });
+  }
+
+  /**
+   * ssh2 does not fail SFTP requests that are in flight when the socket is
+   * reset; their callbacks would never run. Every callback-taking call on the
+   * control channel is tracked and failed with the loss instead.
+   */
+  private failPendingOnLoss(sftp: SFTPWrapper): SFTPWrapper {
+    const pending = new Set<(e: Error) => void>();
+    this.onLost((e) => {
+      for (const fail of pending) fail(e);
+      pending.clear();
+    });
+    return new Proxy(sftp, {
+      get: (target, prop, receiver) => {
+        const value = Reflect.get(target, prop, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          const last = args.length - 1;
+          if (typeof args[last] !== 'function') return value.apply(target, args);
+          if (this.lostError) return (args[last] as (e: Error) => void)(this.lostError);
+          const cb = args[last] as (...r: unknown[]) => void;
+          let done = false;
+          const once = (...r: unknown[]) => {
+            if (done) return;
+            done = true;
+            pending.delete(fail);
+            cb(...r);
+          };
+          const fail = (e: Error) => once(e);
+          pending.add(fail);
+          args[last] = once;
+          return value.apply(target, args);
+        };
+      },
+    });
   }
 
   private wrap(err: Error): Error {
@@ -272,6 +318,7 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
   };
 
   const transport = transportFor(h);
+  opts.onCounter?.(transport.counter);
   try {
     await transport.opened;
   } catch (e) {
@@ -308,9 +355,13 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
       const code = (e as NodeJS.ErrnoException).code;
       reject(new LinkError(`SSH connection to ${target} failed (${code ?? e.message}); check the address and that sshd is running`));
     };
+    // A reset during the handshake can end the client with 'close' and no 'error'.
+    const onClose = () => onError(Object.assign(new Error('connection closed during the handshake'), { code: 'ECONNRESET' }));
     client.once('error', onError);
+    client.once('close', onClose);
     client.once('ready', () => {
       client.off('error', onError);
+      client.off('close', onClose);
       resolve();
     });
     client.connect(config);

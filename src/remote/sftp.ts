@@ -64,7 +64,8 @@ export async function mkdirExclusive(sftp: SFTPWrapper, path: string): Promise<b
   } catch (e) {
     if (isStatus(e, PERMISSION_DENIED)) throw explain(e, path, 'creating');
     if (await stat(sftp, path)) return false;
-    throw e;
+    // A read-only or full remote filesystem answers with a bare "failure".
+    throw new LinkError(`cannot create ${path} on the remote (${(e as Error).message}); make the remote directory writable`);
   }
 }
 

@@ -3,7 +3,7 @@ import type { FsType } from '../config/vault-config.js';
 import { CheckFailedError, CommandError, UsageError } from '../errors.js';
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
-import { isMounted } from './mounts.js';
+import { findProcesses, isMounted, stopProcess } from './mounts.js';
 
 /**
  * ext4 without a journal (default) or ext2 (the seeds' layout). A journal
@@ -39,16 +39,50 @@ export async function filesystemState(device: string): Promise<FsState> {
   return 'clean';
 }
 
-/** e2fsck -p: fixes what a crash leaves on a journal-less filesystem; exit 1 (fixed) and 2 (fixed, reboot) are success. */
-export async function repairAfterCrash(device: string): Promise<void> {
+/**
+ * After a crash: e2fsck -p fixes what an unclean shutdown leaves (exit 1 and 2
+ * are success). Without a journal, writes cut off mid-way can reach the image
+ * out of order, which -p refuses to touch; then e2fsck -y does what
+ * `sshvault check --repair` would, so the next push can finish its snapshot.
+ */
+export async function repairAfterCrash(device: string, notice: (message: string) => void): Promise<void> {
   try {
     await run('e2fsck', ['-p', device], { okExitCodes: [1, 2] });
+    return;
+  } catch (e) {
+    if (!(e instanceof CommandError) || (e.commandExitCode ?? 0) < 4) throw e;
+  }
+  notice('e2fsck -p could not fix everything the interrupted run left; repairing with e2fsck -y.');
+  try {
+    await run('e2fsck', ['-f', '-y', device], { okExitCodes: [1, 2] });
   } catch (e) {
     if (e instanceof CommandError && (e.commandExitCode ?? 0) >= 4) {
-      throw new CheckFailedError("the vault's filesystem has errors e2fsck -p cannot fix; run 'sshvault check --repair'");
+      throw new CheckFailedError("the vault's filesystem has errors e2fsck cannot fix; run 'sshvault check' and restore what you need");
     }
     throw e;
   }
+}
+
+export interface FsckResult {
+  /** No errors were found, or all that were found are repaired. */
+  clean: boolean;
+  repaired: boolean;
+  /** What e2fsck said: its findings, for the user. */
+  output: string;
+}
+
+/**
+ * `sshvault check`: a forced full check, `e2fsck -fn` (reads only) or with
+ * `repair` `e2fsck -fy`. Readahead goes off first: fsck reads scattered
+ * metadata, and readahead would fetch the blocks around each one over the
+ * wire too (it halves the download).
+ */
+export async function forcedCheck(device: string, repair: boolean): Promise<FsckResult> {
+  await run('blockdev', ['--setra', '0', device]);
+  // 1 and 2: errors found and corrected; 4: errors left uncorrected (always so with -n).
+  const r = await run('e2fsck', [repair ? '-fy' : '-fn', device], { okExitCodes: [1, 2, 4] });
+  const output = [r.stdout, r.stderr].filter((t) => t.trim()).join('\n');
+  return { clean: r.exitCode !== 4, repaired: r.exitCode === 1 || r.exitCode === 2, output };
 }
 
 export class FsLayer implements Layer {
@@ -69,7 +103,7 @@ export class FsLayer implements Layer {
         this.notice(`The vault's filesystem is ${state === 'errors' ? 'marked with errors' : 'not clean'}; mounting it read-only without repair.`);
       } else {
         this.notice('The last run did not finish cleanly; checking the filesystem (e2fsck -p).');
-        await repairAfterCrash(device);
+        await repairAfterCrash(device, this.notice);
       }
     }
     await mkdir(this.mountpoint, { recursive: true, mode: 0o700 });
@@ -94,8 +128,15 @@ export class FsLayer implements Layer {
   }
 
   static async findLeftovers(mountpoint: string): Promise<Leftover[]> {
-    if (!(await isMounted(mountpoint))) return [];
-    return [{ layer: 'fs', what: `filesystem mount ${mountpoint}`, teardown: () => unmount(mountpoint) }];
+    const out: Leftover[] = [];
+    // A killed run's rsync can outlive it (it runs in its own process group) and would keep the mount busy.
+    for (const p of await findProcesses((a) => a[0].endsWith('rsync') && a.some((x) => x.startsWith(`${mountpoint}/`)))) {
+      out.push({ layer: 'fs', what: `rsync (pid ${p.pid})`, teardown: () => stopProcess(p.pid, 5000) });
+    }
+    if (await isMounted(mountpoint)) {
+      out.push({ layer: 'fs', what: `filesystem mount ${mountpoint}`, teardown: () => unmount(mountpoint) });
+    }
+    return out;
   }
 }
 

@@ -28,7 +28,12 @@ export async function unmountFuse(mountpoint: string, child: Child | undefined, 
     }
   }
   if (child?.running()) {
-    const gone = await Promise.race([child.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs))]);
+    let timer: NodeJS.Timeout | undefined;
+    const gone = await Promise.race([
+      child.exited.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
     if (!gone) child.process.kill('SIGKILL');
     await waitUntil(() => !child.running(), 5000);
   }

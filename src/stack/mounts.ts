@@ -1,4 +1,5 @@
 import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { run } from '../exec.js';
 
 /**
  * What the kernel says is mounted. Read from /proc/self/mountinfo rather than
@@ -48,6 +49,8 @@ export async function abortFuse(target: string): Promise<boolean> {
   if (!m || !m.type.startsWith('fuse')) return false;
   const minor = m.device.split(':')[1];
   try {
+    // fusectl is not mounted everywhere; without it there is no abort file to write.
+    if (!(await isMounted('/sys/fs/fuse/connections'))) await run('mount', ['-t', 'fusectl', 'fusectl', '/sys/fs/fuse/connections']);
     await writeFile(`/sys/fs/fuse/connections/${minor}/abort`, '1');
     return true;
   } catch {

@@ -12,6 +12,8 @@ import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
  * byte is then counted on that connection. No `reconnect`: a reconnect would
  * invalidate the image file held open under the loop device.
  */
+const SSHFS_GRACE_MS = 5000;
+
 export class SshfsLayer implements Layer {
   readonly name = 'sshfs';
   private child: Child | undefined;
@@ -39,6 +41,10 @@ export class SshfsLayer implements Layer {
     const cut = () => {
       stdin.destroy();
       stdout.destroy();
+      // Watchdog: sshfs normally exits on EOF at once; if it hangs, writers would hang with it.
+      setTimeout(() => {
+        if (child.running()) child.process.kill('SIGKILL');
+      }, SSHFS_GRACE_MS).unref();
     };
     this.conn.onLost(cut);
     channel.on('close', cut);
