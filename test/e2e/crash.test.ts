@@ -1,0 +1,149 @@
+import { execa } from 'execa';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, expectOk, workspace, type Workspace } from '../helpers/cli.js';
+import { forceCleanup, leftovers } from '../helpers/cleanup.js';
+import { decryptImage } from '../helpers/independent.js';
+import { startSshd, type SshdFixture } from '../helpers/sshd.js';
+
+/** Waits until an rsync of this workspace runs: the push is in its sync phase. */
+async function waitForSync(stateDir: string, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    for (const pid of await readdir('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (argv.startsWith('rsync\0') && argv.includes(stateDir)) return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('the push never reached its sync phase');
+}
+
+/**
+ * Issue 3: signals, SIGKILL and two clients. The stack is always torn down,
+ * by the run itself (SIGINT/SIGTERM/SIGHUP) or by the next command (SIGKILL),
+ * and a push after that succeeds.
+ */
+describe('signals, crashes and concurrent clients', () => {
+  let sshd: SshdFixture;
+  let ws: Workspace;
+  let scratch: string;
+  let src: string;
+  let remoteDir: string;
+
+  beforeAll(async () => {
+    sshd = await startSshd();
+    ws = await workspace();
+    scratch = await mkdtemp(join(tmpdir(), 'sshvault-crash-'));
+    src = join(scratch, 'src');
+    await mkdir(src);
+    remoteDir = sshd.remoteDir('crash');
+    expectOk(
+      await ws.sv([
+        'init', 'crash', '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '1G',
+        '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
+      ]),
+      'init',
+    );
+  });
+
+  afterAll(async () => {
+    if (ws) await forceCleanup(ws.dir);
+    await sshd?.stop();
+    await ws?.dispose();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  let round = 0;
+  /** New data large enough that the sync phase lasts a while. */
+  async function bigChange(): Promise<void> {
+    round++;
+    await execa('sh', ['-c', `head -c 80M /dev/urandom > ${join(src, `data-${round}.bin`)}`]);
+    if (round > 1) await rm(join(src, `data-${round - 1}.bin`));
+  }
+
+  async function listNames(): Promise<{ name: string; complete: boolean }[]> {
+    return JSON.parse((await ws.sv(['list', 'crash', '--json', '--refresh'])).stdout);
+  }
+
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+    it(`${signal} during sync tears the stack down and exits ${code}; the next push completes`, async () => {
+      await bigChange();
+      const push = execa(BIN, ['push', 'crash'], { env: ws.env, reject: false });
+      await waitForSync(ws.env.XDG_STATE_HOME);
+      push.kill(signal);
+      // A second SIGINT must not cut the teardown short.
+      if (signal === 'SIGINT') setTimeout(() => push.kill('SIGINT'), 100);
+      const r = await push;
+      expect(r.exitCode, String(r.stderr)).toBe(code);
+      expect(await leftovers(ws.dir)).toEqual([]);
+      expectOk(await ws.sv(['push', 'crash']), 'push after the signal');
+      const list = await listNames();
+      expect(list.every((s) => s.complete)).toBe(true);
+    });
+  }
+
+  it('SIGKILL during sync: the next command cleans up and says so, then a push succeeds', async () => {
+    await bigChange();
+    const push = execa(BIN, ['push', 'crash'], { env: ws.env, reject: false });
+    await waitForSync(ws.env.XDG_STATE_HOME);
+    push.kill('SIGKILL');
+    await push;
+    expect((await leftovers(ws.dir)).length).toBeGreaterThan(0);
+    const rec = await ws.sv(['recover', 'crash']);
+    expectOk(rec, 'recover');
+    expect(rec.stdout).toMatch(/tore down .*(filesystem mount|qemu-nbd|loop device)/);
+    expect(await leftovers(ws.dir)).toEqual([]);
+    const next = await ws.sv(['push', 'crash']);
+    expectOk(next, 'push after SIGKILL');
+    expect(next.stderr).toMatch(/stale lock/);
+    expect(next.stderr).toMatch(/e2fsck -p/);
+    const list = await listNames();
+    expect(list.every((s) => s.complete)).toBe(true);
+  });
+
+  it('SIGKILL, then a push: the push itself tears down the leftovers', async () => {
+    await bigChange();
+    const push = execa(BIN, ['push', 'crash'], { env: ws.env, reject: false });
+    await waitForSync(ws.env.XDG_STATE_HOME);
+    push.kill('SIGKILL');
+    await push;
+    const next = await ws.sv(['push', 'crash']);
+    expectOk(next, 'push after SIGKILL');
+    expect(next.stderr).toMatch(/Cleaned up after an interrupted run \(push, pid \d+/);
+    expect(await leftovers(ws.dir)).toEqual([]);
+  });
+
+  it('two clients push the same vault at once: one completes, the other exits 5, the filesystem checks clean', async () => {
+    const other = await workspace(ws.passphrase);
+    try {
+      // The second machine knows the same vault: same config and header backup.
+      await mkdir(join(other.env.XDG_CONFIG_HOME, 'sshvault'), { recursive: true });
+      await mkdir(join(other.env.XDG_STATE_HOME, 'sshvault', 'crash'), { recursive: true });
+      const cfg = JSON.parse(await readFile(join(ws.env.XDG_CONFIG_HOME, 'sshvault', 'crash.json'), 'utf8'));
+      cfg.passphraseFile = other.passphraseFile;
+      await writeFile(join(other.env.XDG_CONFIG_HOME, 'sshvault', 'crash.json'), JSON.stringify(cfg));
+      await copyFile(join(ws.env.XDG_STATE_HOME, 'sshvault', 'crash', 'luks-header.img'), join(other.env.XDG_STATE_HOME, 'sshvault', 'crash', 'luks-header.img'));
+      await bigChange();
+      const [a, b] = await Promise.all([ws.sv(['push', 'crash']), other.sv(['push', 'crash'])]);
+      expect([a.exitCode, b.exitCode].sort()).toEqual([0, 5]);
+      const loser = a.exitCode === 5 ? a : b;
+      expect(loser.stderr).toMatch(/locked by push by pid \d+ on .*, started/);
+      expect(await leftovers(ws.dir)).toEqual([]);
+      expect(await leftovers(other.dir)).toEqual([]);
+      const out = await mkdtemp(join(tmpdir(), 'sshvault-twofsck-'));
+      try {
+        await decryptImage(join(remoteDir, 'vault.img'), ws.passphrase, join(out, 'raw'));
+        const fsck = await execa('e2fsck', ['-fn', join(out, 'raw')], { reject: false });
+        expect(fsck.exitCode, fsck.stdout).toBe(0);
+      } finally {
+        await rm(out, { recursive: true, force: true });
+      }
+    } finally {
+      await other.dispose();
+    }
+  });
+});

@@ -1,0 +1,191 @@
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
+import { cmdline, processTable, sleep, terminate } from './proc.js';
+
+/**
+ * What a sshvault run may leave behind, found without sshvault's code, and a
+ * teardown that works even when the run's SSH link is dead: tests assert
+ * `leftovers()` is empty after each scenario and call `forceCleanup()` in
+ * afterAll, so a failing test never leaves a mount for the next one.
+ *
+ * With a prefix (a directory, such as a test's workspace), only things at or
+ * below it count: mounts by their mountpoint, loop devices by backing file or
+ * mountpoint, processes by their command line containing the prefix. Without
+ * one, everything on the machine counts, other users' sshfs included.
+ */
+
+const FUSECTL = '/sys/fs/fuse/connections';
+const DAEMONS = ['sshfs', 'qemu-nbd', 'nbdfuse'];
+
+interface Mount {
+  target: string;
+  type: string;
+  source: string;
+  /** The FUSE connection's id under FUSECTL. */
+  connection: number;
+}
+
+interface Loop {
+  name: string;
+  backFile: string;
+}
+
+interface Daemon {
+  pid: number;
+  comm: string;
+  argv: string[];
+}
+
+interface Scene {
+  loopMounts: Mount[];
+  loops: Loop[];
+  fuseMounts: Mount[];
+  daemons: Daemon[];
+}
+
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** /proc/self/mountinfo, not a stat of each mountpoint: a stat on a dead FUSE mount hangs. */
+async function mounts(): Promise<Mount[]> {
+  const out: Mount[] = [];
+  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n')) {
+    if (!line) continue;
+    const [left, right = ''] = line.split(' - ');
+    const l = left.split(' ');
+    const r = right.split(' ');
+    const [major, minor] = l[2].split(':').map(Number);
+    // fusectl names a connection by the superblock's kernel dev_t: major << 20 | minor.
+    out.push({ target: unescapeMountinfo(l[4]), type: r[0], source: unescapeMountinfo(r[1] ?? ''), connection: major * 2 ** 20 + minor });
+  }
+  return out;
+}
+
+async function loops(): Promise<Loop[]> {
+  const r = await execa('losetup', ['--list', '--json', '--output', 'NAME,BACK-FILE']);
+  if (!r.stdout.trim()) return [];
+  const devices = (JSON.parse(r.stdout) as { loopdevices: { name: string; 'back-file': string | null }[] }).loopdevices;
+  // A backing file removed while attached shows as "<path> (deleted)".
+  return devices.map((d) => ({ name: d.name, backFile: (d['back-file'] ?? '').replace(/ \(deleted\)$/, '') }));
+}
+
+function daemons(): Daemon[] {
+  return processTable()
+    // A zombie holds nothing, and this machine's init may take its time to reap orphans.
+    .filter((p) => DAEMONS.includes(p.comm) && p.state !== 'Z')
+    .map((p) => ({ pid: p.pid, comm: p.comm, argv: cmdline(p.pid) }));
+}
+
+function within(prefix: string | undefined, path: string): boolean {
+  if (prefix === undefined) return true;
+  const dir = prefix.replace(/\/+$/, '');
+  return path === dir || path.startsWith(`${dir}/`);
+}
+
+async function look(prefix?: string): Promise<Scene> {
+  const all = await mounts();
+  const allLoops = await loops();
+  const loopMounts = all.filter((m) => {
+    if (!m.source.startsWith('/dev/loop')) return false;
+    const backing = allLoops.find((l) => l.name === m.source)?.backFile ?? '';
+    return within(prefix, m.target) || within(prefix, backing);
+  });
+  return {
+    loopMounts,
+    loops: allLoops.filter((l) => within(prefix, l.backFile) || loopMounts.some((m) => m.source === l.name)),
+    // fusectl's own type starts with "fuse" too; it is the abort switch, not a leftover.
+    fuseMounts: all.filter((m) => /^fuse(\.|blk$|$)/.test(m.type) && within(prefix, m.target)),
+    daemons: daemons().filter((d) => prefix === undefined || d.argv.join(' ').includes(prefix)),
+  };
+}
+
+function describe(s: Scene): string[] {
+  return [
+    ...s.loopMounts.map((m) => `loop mount: ${m.source} on ${m.target} (${m.type})`),
+    ...s.loops.map((l) => `loop device: ${l.name} backed by ${l.backFile || '(nothing)'}`),
+    ...s.fuseMounts.map((m) => `fuse mount: ${m.target} (${m.type}, from ${m.source})`),
+    ...s.daemons.map((d) => `process: ${d.comm} (pid ${d.pid}): ${d.argv.join(' ')}`),
+  ];
+}
+
+export async function leftovers(prefix?: string): Promise<string[]> {
+  return describe(await look(prefix));
+}
+
+const STEP_MS = 5000;
+
+/** A timer that does not keep the process alive once the race it is in is decided. */
+function deadline(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/**
+ * Runs the teardown steps. A step can block in state D (a lazy umount syncing
+ * through a dead sshfs, or losetup waiting on it) and no signal frees it until
+ * a FUSE connection below is aborted, so no step is waited for longer than
+ * STEP_MS: the later steps abort what it waits on, and finish() collects it.
+ * Failures are expected (a mount already gone); the final look reports what
+ * is left.
+ */
+class Teardown {
+  private readonly pending: Promise<unknown>[] = [];
+
+  async run(file: string, args: string[]): Promise<void> {
+    const p = execa(file, args, { reject: false, stdin: 'ignore' });
+    if (!(await Promise.race([p.then(() => true), deadline(STEP_MS).then(() => false)]))) this.pending.push(p);
+  }
+
+  /**
+   * Detaches a FUSE mount; if its connection outlives the detach (the file
+   * still open through it, or a daemon that no longer answers), aborts it, so
+   * that requests in flight fail and processes blocked on it can die.
+   */
+  async dropFuse(m: Mount): Promise<void> {
+    await this.run('fusermount3', ['-u', '-z', m.target]);
+    if ((await mounts()).some((x) => x.target === m.target && x.connection === m.connection)) await this.run('umount', ['-l', m.target]);
+    const until = Date.now() + 2000;
+    while (existsSync(`${FUSECTL}/${m.connection}`) && Date.now() < until) await sleep(50);
+    await abort(m.connection);
+  }
+
+  /** Everything below is aborted by now, so what blocked can finish. */
+  async finish(stuck: number[]): Promise<void> {
+    await Promise.race([Promise.all(this.pending), deadline(30_000)]);
+    await terminate(stuck, 1000);
+  }
+}
+
+async function abort(connection: number): Promise<void> {
+  if (existsSync(`${FUSECTL}/${connection}`)) await writeFile(`${FUSECTL}/${connection}/abort`, '1').catch(() => undefined);
+}
+
+async function ensureFusectl(): Promise<void> {
+  if ((await mounts()).some((m) => m.target === FUSECTL)) return;
+  // Left mounted: it is where the kernel's FUSE switches belong (systemd mounts it at boot), and it holds no state.
+  await execa('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { reject: false });
+}
+
+/**
+ * Tears down, top of the stack first: filesystems on loop devices, loop
+ * devices, nbdfuse's plaintext mount, qemu-nbd, the sshfs mount, and the
+ * FUSE daemons. Returns what is still there afterwards (ideally nothing).
+ */
+export async function forceCleanup(prefix?: string): Promise<string[]> {
+  const scene = await look(prefix);
+  if (scene.fuseMounts.length) await ensureFusectl();
+  const deepestFirst = (x: Mount, y: Mount) => y.target.length - x.target.length;
+  const sshfs = (m: Mount) => m.type === 'fuse.sshfs';
+  const t = new Teardown();
+
+  for (const m of [...scene.loopMounts].sort(deepestFirst)) await t.run('umount', ['-l', m.target]);
+  for (const l of scene.loops) await t.run('losetup', ['-d', l.name]);
+  for (const m of scene.fuseMounts.filter((x) => !sshfs(x)).sort(deepestFirst)) await t.dropFuse(m);
+  // A qemu-nbd blocked reading through a dead sshfs survives SIGKILL until the sshfs connection is aborted below.
+  const stuck = await terminate(scene.daemons.filter((d) => d.comm === 'qemu-nbd').map((d) => d.pid), 3000);
+  for (const m of scene.fuseMounts.filter(sshfs).sort(deepestFirst)) await t.dropFuse(m);
+  stuck.push(...(await terminate(scene.daemons.filter((d) => d.comm !== 'qemu-nbd').map((d) => d.pid), 3000)));
+  await t.finish(stuck);
+  return leftovers(prefix);
+}
