@@ -11,13 +11,25 @@ function onLink(up: number, down: number, link: string): string {
   return formatDuration(linkSeconds(up, down, l.upBps, l.downBps) * 1000);
 }
 
+/**
+ * Upload beyond the changed file data: filesystem metadata (directories and
+ * inode tables that --link-dest rewrites), LUKS and SSH framing. It grows with
+ * the number of tree entries, so it is also shown per entry.
+ */
+function overhead(r: RunRecord): [string, string] {
+  if (r.command !== 'push' || !r.ok) return ['-', '-'];
+  const extra = Math.max(0, r.upBytes - r.changedBytes);
+  const entries = r.rsync ? r.rsync.files : 0;
+  return [formatBytes(extra), entries ? `${Math.round(extra / entries)} B` : '-'];
+}
+
 function ratio(bytes: number, changed: number): string {
   return changed > 0 ? formatRatio(bytes / changed) : '-';
 }
 
 /** The traffic table of seed 001, made for every run: bytes per phase and what they cost against the change. */
 export function renderRunsTable(runs: RunRecord[], link: string): string {
-  const headers = ['started', 'command', 'snapshot', 'phase', 'up', 'down', 'time', 'changed', 'up/chg', 'down/chg', `on ${link}`];
+  const headers = ['started', 'command', 'snapshot', 'phase', 'up', 'down', 'time', 'changed', 'overhead', 'per entry', 'up/chg', 'down/chg', `on ${link}`];
   const rows: (string | number)[][] = [];
   for (const r of runs) {
     const status = r.ok ? r.command : chalk.red(`${r.command} (failed)`);
@@ -30,21 +42,22 @@ export function renderRunsTable(runs: RunRecord[], link: string): string {
       formatBytes(r.downBytes),
       formatDuration(r.phases.reduce((t, p) => t + p.ms, 0)),
       r.command === 'push' ? formatBytes(r.changedBytes) : '-',
+      ...overhead(r),
       ratio(r.upBytes, r.changedBytes),
       ratio(r.downBytes, r.changedBytes),
       onLink(r.upBytes, r.downBytes, link),
     ]);
     for (const p of r.phases) {
-      rows.push(['', '', '', `  ${p.name}`, formatBytes(p.upBytes), formatBytes(p.downBytes), formatDuration(p.ms), '', '', '', '']);
+      rows.push(['', '', '', `  ${p.name}`, formatBytes(p.upBytes), formatBytes(p.downBytes), formatDuration(p.ms), '', '', '', '', '', '']);
     }
   }
   const up = runs.reduce((t, r) => t + r.upBytes, 0);
   const down = runs.reduce((t, r) => t + r.downBytes, 0);
   const changed = runs.reduce((t, r) => t + r.changedBytes, 0);
   const ms = runs.reduce((t, r) => t + r.phases.reduce((a, p) => a + p.ms, 0), 0);
-  const footer = [`${runs.length} runs`, '', '', 'total', formatBytes(up), formatBytes(down), formatDuration(ms), formatBytes(changed), ratio(up, changed), ratio(down, changed), onLink(up, down, link)];
+  const footer = [`${runs.length} runs`, '', '', 'total', formatBytes(up), formatBytes(down), formatDuration(ms), formatBytes(changed), '', '', ratio(up, changed), ratio(down, changed), onLink(up, down, link)];
   return renderTable(headers, rows, {
-    align: ['left', 'left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+    align: ['left', 'left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     footer,
   });
 }
