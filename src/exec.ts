@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import { execa, type ResultPromise, type Options } from 'execa';
 import { CommandError } from './errors.js';
 import { debug } from './log.js';
@@ -135,4 +136,41 @@ export function spawn(file: string, args: string[], opts: SpawnOptions = {}): Ch
     alive = false;
   });
   return { process: proc, pid: proc.pid, stderr: () => err, exited, running: () => alive };
+}
+
+export interface Daemon {
+  readonly pid: number | undefined;
+  /** Settles when the process is gone; never rejects. */
+  readonly exited: Promise<{ exitCode: number | undefined }>;
+  running(): boolean;
+  /** Lets this process exit while the daemon runs on. */
+  detach(): void;
+}
+
+/**
+ * A process meant to outlive us (the one `mount` leaves running): in its own
+ * session so the terminal's signals do not reach it, `input` on its stdin
+ * (how a secret gets there), stdout and stderr appended to `logFile`.
+ */
+export function spawnDaemon(file: string, args: string[], opts: { input: string; logFile: string }): Daemon {
+  debug(`$ ${describe(file, args)} (background, log ${opts.logFile})`);
+  const log = openSync(opts.logFile, 'a', 0o600);
+  const proc = execa(file, args, {
+    input: opts.input,
+    stdout: log,
+    stderr: log,
+    detached: true,
+    env: childEnv(),
+    extendEnv: false,
+    reject: false,
+  } as Options) as ResultPromise;
+  closeSync(log);
+  let alive = true;
+  const exited = proc.then(
+    (r) => ({ exitCode: r.exitCode }),
+    (e: { exitCode?: number }) => ({ exitCode: e.exitCode }),
+  ).finally(() => {
+    alive = false;
+  });
+  return { pid: proc.pid, exited, running: () => alive, detach: () => proc.unref() };
 }

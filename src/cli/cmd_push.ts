@@ -8,6 +8,7 @@ import type { TrafficMeter } from '../remote/traffic.js';
 import type { VaultSession } from '../stack/session.js';
 import { emptyCatalog, readCatalog, reconcile, upsert, writeCatalog } from '../snapshot/catalog.js';
 import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
+import { writeManifest } from '../snapshot/manifest.js';
 import { newestComplete, nextSnapshotName, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
 import { appendRun } from '../snapshot/runs.js';
@@ -104,6 +105,7 @@ async function pushSnapshot(
   if (result.warnings.length > 20) warn(`... and ${result.warnings.length - 20} more`);
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
+  await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
   await session.stack.assertAlive();
   await rename(target, join(layout.snapshots, name));
 

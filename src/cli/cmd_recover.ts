@@ -3,6 +3,7 @@ import { listVaults, resolveVaultName } from '../config/vault-config.js';
 import { recoverLeftovers, RunLock } from '../stack/recovery.js';
 import { info } from '../ui/console.js';
 import type { GlobalArgs } from './common.js';
+import { releaseStaleMount } from './mount-record.js';
 
 export interface RecoverArgs extends GlobalArgs {
   vault?: string;
@@ -21,7 +22,8 @@ export async function cmdRecover(a: RecoverArgs): Promise<number> {
     const paths = vaultPaths(name);
     const lock = await RunLock.take(paths, name);
     try {
-      report.push({ vault: name, tornDown: (await recoverLeftovers(paths, name)).tornDown });
+      const stale = await releaseStaleMount(paths);
+      report.push({ vault: name, tornDown: [...stale, ...(await recoverLeftovers(paths, name)).tornDown] });
     } finally {
       await lock.release();
     }

@@ -1,6 +1,6 @@
 import { UsageError } from '../errors.js';
 import { connect } from '../remote/connection.js';
-import { breakLock, describeOwner } from '../remote/lock.js';
+import { breakLock, breakReaders, describeOwner } from '../remote/lock.js';
 import { parseRemote } from '../remote/url.js';
 import { info } from '../ui/console.js';
 import { openContext, type GlobalArgs } from './common.js';
@@ -18,8 +18,10 @@ export async function cmdUnlock(a: UnlockArgs): Promise<number> {
   const conn = await connect({ remote, identity: ctx.config.identity, knownHosts: ctx.config.knownHosts });
   try {
     const holder = await breakLock(await conn.sftp(), remote.dir);
-    if (holder === undefined) info(`Vault '${ctx.name}' was not locked.`);
-    else info(`Broke the lock of vault '${ctx.name}'${holder ? ` held by ${describeOwner(holder)}` : ' (no owner recorded)'}.`);
+    const readers = await breakReaders(await conn.sftp(), remote.dir);
+    if (holder === undefined && !readers.length) info(`Vault '${ctx.name}' was not locked.`);
+    if (holder !== undefined) info(`Broke the lock of vault '${ctx.name}'${holder ? ` held by ${describeOwner(holder)}` : ' (no owner recorded)'}.`);
+    for (const r of readers) info(`Broke the read lock of vault '${ctx.name}' held by ${describeOwner(r)}.`);
   } finally {
     await conn.close();
   }

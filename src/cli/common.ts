@@ -10,6 +10,7 @@ import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { notice } from '../ui/console.js';
 import { SshvaultError } from '../errors.js';
+import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
 
 /** Options every command takes (DESIGN section 7). */
 export interface GlobalArgs {
@@ -47,12 +48,16 @@ export async function passphraseFor(args: GlobalArgs, config: Partial<VaultConfi
  * tearing down whatever a dead run left behind (and saying so in one line).
  */
 export async function exclusive<T>(ctx: Pick<VaultContext, 'name' | 'paths'>, fn: () => Promise<T>): Promise<T> {
-  const lock = await RunLock.take(ctx.paths, ctx.name);
+  const lock = await RunLock.take(ctx.paths, ctx.name).catch(async (e) => {
+    throw (await mountHoldsVault(ctx.paths, ctx.name)) ?? e;
+  });
   try {
+    const stale = await releaseStaleMount(ctx.paths);
     const r = await recoverLeftovers(ctx.paths, ctx.name);
-    if (r.tornDown.length) {
+    const tornDown = [...stale, ...r.tornDown];
+    if (tornDown.length) {
       const who = r.previous ? ` (${r.previous.command}, pid ${r.previous.pid}, started ${r.previous.started})` : '';
-      notice(`Cleaned up after an interrupted run${who}: ${r.tornDown.join(', ')}.`);
+      notice(`Cleaned up after an interrupted run${who}: ${tornDown.join(', ')}.`);
     }
     return await fn();
   } finally {
@@ -81,7 +86,17 @@ export interface MeteredRun<T> {
  */
 export async function meteredSession<T>(
   ctx: VaultContext,
-  opts: { command: string; readOnly: boolean; passphrase: string; mountFs: boolean; create?: { size: number; preallocate: boolean }; acceptNewHostKey?: boolean },
+  opts: {
+    command: string;
+    readOnly: boolean;
+    passphrase: string;
+    mountFs: boolean;
+    create?: { size: number; preallocate: boolean };
+    acceptNewHostKey?: boolean;
+    skipHeaderCheck?: boolean;
+    /** The body runs until a signal (`mount`): then the signal is its normal end, not an interruption. */
+    untilSignal?: boolean;
+  },
   body: (s: VaultSession, meter: TrafficMeter, signal: AbortSignal, facts: RunFacts) => Promise<T>,
 ): Promise<MeteredRun<T>> {
   const meter = new TrafficMeter();
@@ -96,6 +111,7 @@ export async function meteredSession<T>(
     meter,
     notice,
     acceptNewHostKey: opts.acceptNewHostKey,
+    skipHeaderCheck: opts.skipHeaderCheck,
   });
   const started = new Date();
   let value: T | undefined;
@@ -115,7 +131,8 @@ export async function meteredSession<T>(
       checkpoint();
     }
     value = await body(session, meter, controller.signal, facts);
-    checkpoint();
+    if (opts.untilSignal) session.conn?.assertAlive();
+    else checkpoint();
   } catch (e) {
     error = (session.conn?.lost && !(e instanceof SshvaultError && e.exitCode > 128) ? session.conn.lost : e) as Error;
   } finally {
@@ -125,7 +142,7 @@ export async function meteredSession<T>(
     untrap();
     if (!error && closeError) error = closeError;
   }
-  if (!error && controller.signal.aborted) error = controller.signal.reason as Error;
+  if (!error && controller.signal.aborted && !opts.untilSignal) error = controller.signal.reason as Error;
   const totals = meter.totals();
   const record: RunRecord = {
     id: session.runId,

@@ -4,10 +4,15 @@ import { ExitCode, SshvaultError } from '../errors.js';
 import { configureLog, isDebug } from '../log.js';
 import { error } from '../ui/console.js';
 import { cmdDoctor } from './cmd_doctor.js';
+import { cmdCheck } from './cmd_check.js';
 import { cmdInit } from './cmd_init.js';
+import { cmdKey } from './cmd_key.js';
 import { cmdList } from './cmd_list.js';
+import { cmdMount, cmdUmount } from './cmd_mount.js';
+import { cmdPrune } from './cmd_prune.js';
 import { cmdPush } from './cmd_push.js';
 import { cmdRecover } from './cmd_recover.js';
+import { cmdRestore } from './cmd_restore.js';
 import { cmdStats } from './cmd_stats.js';
 import { cmdUnlock } from './cmd_unlock.js';
 
@@ -79,6 +84,67 @@ export async function main(argv: string[]): Promise<number> {
       'bytes up and down of every run, phase by phase',
       (y) => vaultArg(y).option('link', { type: 'string', describe: 'link to estimate times for, e.g. 10mbit or 50/10mbit (down/up)', default: '10mbit' }),
       action(cmdStats),
+    )
+    .command(
+      'restore <args..>',
+      'copy a snapshot, or a path in it, back: [<vault>] <snapshot>[:<path>] <dest>',
+      (y) =>
+        y
+          .positional('args', { type: 'string', array: true, describe: 'snapshot is latest or a name from list; path is the absolute source path' })
+          .option('force', { type: 'boolean', describe: 'restore into a non-empty directory, overwriting files of the same name' })
+          .option('remote', { type: 'string', describe: 'without local config (the machine is gone): where the vault is, as given to init' })
+          .option('identity', { type: 'string', describe: 'with --remote: SSH private key file' })
+          .option('known-hosts', { type: 'string', describe: 'with --remote: known_hosts file to check the host key against' })
+          .option('accept-new-host-key', { type: 'boolean', describe: 'with --remote: trust and record an unknown host key' })
+          .example('$0 restore latest:/home/me/docs ~/docs.restored', 'one directory from the newest snapshot')
+          .example('$0 restore --remote me@host:backup --identity key 2026-11-22T030000Z /mnt/new', 'a whole snapshot, on a machine without sshvault state'),
+      action(cmdRestore),
+    )
+    .command(
+      'mount <args..>',
+      'browse snapshots read-only until umount: [<vault>] [<snapshot>] <mountpoint>',
+      (y) =>
+        y
+          .positional('args', { type: 'string', array: true, describe: 'without a snapshot, all of them appear as directories' })
+          .option('foreground', { type: 'boolean', describe: 'stay in the foreground until Ctrl-C instead of in the background' })
+          .option('passphrase-stdin', { type: 'boolean', hidden: true }),
+      action(cmdMount),
+    )
+    .command('umount [vault]', 'unmount what sshvault mount mounted', vaultArg, action(cmdUmount))
+    .command(
+      'check [vault]',
+      "forced e2fsck of the vault's filesystem; exit 7 on errors",
+      (y) =>
+        vaultArg(y)
+          .option('repair', { type: 'boolean', describe: 'fix errors (e2fsck -fy); takes the write lock' })
+          .option('verify-data', { type: 'string', describe: 're-read files and compare with the SHA-256 manifest of push: one snapshot, or all when no value is given' }),
+      action(cmdCheck),
+    )
+    .command(
+      'prune [vault]',
+      'remove snapshots the retention policy does not keep (restic-style rules)',
+      (y) =>
+        vaultArg(y)
+          .option('keep-last', { type: 'number', describe: 'keep the N newest snapshots' })
+          .option('keep-hourly', { type: 'number', describe: 'keep the newest snapshot of each of the last N hours that have one' })
+          .option('keep-daily', { type: 'number', describe: 'the same per day' })
+          .option('keep-weekly', { type: 'number', describe: 'the same per ISO week' })
+          .option('keep-monthly', { type: 'number', describe: 'the same per month' })
+          .option('keep-yearly', { type: 'number', describe: 'the same per year' })
+          .option('dry-run', { type: 'boolean', describe: 'say what would be removed, change nothing' }),
+      action(cmdPrune),
+    )
+    .command(
+      'key <action> [vault]',
+      'LUKS passphrases: add, change, remove (never the last) and back up the header',
+      (y) =>
+        y
+          .positional('action', { choices: ['add', 'change', 'remove', 'backup-header'] as const, demandOption: true })
+          .positional('vault', { type: 'string', describe: 'vault name (optional when only one is configured)' })
+          .option('new-passphrase-file', { type: 'string', describe: 'add/change: read the new passphrase from this file' })
+          .option('new-passphrase-command', { type: 'string', describe: 'add/change: run this command for the new passphrase' })
+          .option('slot', { type: 'number', describe: 'remove: the key slot to wipe (authorise with a passphrase that stays)' }),
+      action(cmdKey),
     )
     .command('recover [vault]', 'tear down what a killed run left behind', vaultArg, action(cmdRecover))
     .command(

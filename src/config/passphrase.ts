@@ -68,6 +68,21 @@ export async function readPassphrase(
   return first;
 }
 
+/** A new secret (`key add`, `key change`): from its own flag or a prompt, never from where the current one comes from. */
+export async function readNewPassphrase(flags: PassphraseSource): Promise<string> {
+  if (flags.file) return fromFile(flags.file);
+  if (flags.command) return fromCommand(flags.command);
+  let typed: string;
+  try {
+    typed = promptTty('New passphrase: ');
+  } catch {
+    throw new UsageError('no source for the new passphrase: give --new-passphrase-file or --new-passphrase-command, or run from a terminal');
+  }
+  const first = checked(typed, 'the terminal');
+  if (promptTty('Repeat the new passphrase: ') !== first) throw new UsageError('the two passphrases differ; try again');
+  return first;
+}
+
 async function fromFile(file: string): Promise<string> {
   let text: string;
   try {

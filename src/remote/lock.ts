@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { SFTPWrapper } from 'ssh2';
 import { LockHeldError } from '../errors.js';
@@ -22,12 +23,18 @@ export function lockDir(remoteDir: string): string {
   return `${remoteDir.replace(/\/+$/, '')}/vault.lock`;
 }
 
+/** A zombie counts as dead: a SIGKILLed run stays one until its parent (or init) reaps it. */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -106,4 +113,103 @@ export async function breakLock(sftp: SFTPWrapper, remoteDir: string): Promise<L
     return undefined;
   }
   return holder ?? null;
+}
+
+/**
+ * Readers (`mount`, `restore`, `check`) share the vault: each holds a file in
+ * `<dir>/vault.readers/`, created while it briefly holds the write lock, so a
+ * writer that holds the write lock sees every reader that got in before it.
+ */
+export function readersDir(remoteDir: string): string {
+  return `${remoteDir.replace(/\/+$/, '')}/vault.readers`;
+}
+
+export class SharedLock {
+  constructor(
+    private readonly sftp: SFTPWrapper,
+    readonly file: string,
+    readonly owner: LockOwner,
+  ) {}
+
+  /** The directory stays: removing it could race with another reader writing its file there. */
+  async release(): Promise<void> {
+    await unlink(this.sftp, this.file);
+    debug(`released shared lock ${this.file}`);
+  }
+}
+
+export async function acquireSharedLock(
+  sftp: SFTPWrapper,
+  remoteDir: string,
+  owner: Omit<LockOwner, 'host' | 'pid' | 'started'>,
+  notice: (message: string) => void,
+): Promise<SharedLock> {
+  const write = await acquireLock(sftp, remoteDir, owner, notice);
+  try {
+    const dir = readersDir(remoteDir);
+    await mkdirExclusive(sftp, dir);
+    const file = `${dir}/${owner.runId}.json`;
+    await writeFile(sftp, file, JSON.stringify(write.owner) + '\n');
+    debug(`took shared lock ${file}`);
+    return new SharedLock(sftp, file, write.owner);
+  } finally {
+    await write.release();
+  }
+}
+
+function listDir(sftp: SFTPWrapper, dir: string): Promise<string[]> {
+  return new Promise((resolve, reject) =>
+    sftp.readdir(dir, (err, list) => {
+      if (!err) return resolve(list.map((e) => e.filename));
+      if ((err as Error & { code?: number }).code === 2) return resolve([]);
+      reject(err);
+    }),
+  );
+}
+
+/**
+ * Called by a writer holding the write lock: readers of this host whose
+ * process is gone are crash leftovers and are removed; any other reader
+ * makes the writer give up.
+ */
+export async function assertNoReaders(sftp: SFTPWrapper, remoteDir: string, notice: (message: string) => void): Promise<void> {
+  const dir = readersDir(remoteDir);
+  for (const name of await listDir(sftp, dir)) {
+    if (!name.endsWith('.json')) continue;
+    const file = `${dir}/${name}`;
+    const raw = await readFile(sftp, file);
+    // Released while we looked.
+    if (!raw) continue;
+    let reader: LockOwner | undefined;
+    try {
+      reader = JSON.parse(raw.toString('utf8')) as LockOwner;
+    } catch {
+      reader = undefined;
+    }
+    if (reader && isStale(reader)) {
+      notice(`Removing a stale read lock left by pid ${reader.pid} on this host (${reader.command}, started ${reader.started}).`);
+      await unlink(sftp, file);
+      continue;
+    }
+    const who = reader ? describeOwner(reader) : `an unreadable reader entry ${file}`;
+    throw new LockHeldError(
+      `the vault is being read (${who}); wait for it, or run 'sshvault umount' where it is mounted; if that reader is dead, run 'sshvault unlock --force'`,
+    );
+  }
+}
+
+/** `sshvault unlock --force` for readers: removes every reader entry and says whose they were. */
+export async function breakReaders(sftp: SFTPWrapper, remoteDir: string): Promise<LockOwner[]> {
+  const dir = readersDir(remoteDir);
+  const broken: LockOwner[] = [];
+  for (const name of await listDir(sftp, dir)) {
+    const raw = await readFile(sftp, `${dir}/${name}`);
+    try {
+      if (raw) broken.push(JSON.parse(raw.toString('utf8')) as LockOwner);
+    } catch {
+      // An unreadable entry is removed all the same.
+    }
+    await unlink(sftp, `${dir}/${name}`);
+  }
+  return broken;
 }

@@ -73,9 +73,11 @@ export interface FsckResult {
 
 /**
  * `sshvault check`: a forced full check, `e2fsck -fn` (reads only) or with
- * `repair` `e2fsck -fy`. Readahead goes off first: fsck reads scattered
- * metadata, and readahead would fetch the blocks around each one over the
- * wire too (it halves the download).
+ * `repair` `e2fsck -fy`. Readahead on the device goes off first: fsck reads
+ * scattered metadata, and readahead would fetch the blocks around each one
+ * over the wire too (DESIGN section 2). With the userspace engine the layers
+ * below the loop device read ahead on their own, so there it changes little
+ * (44.3 instead of 44.4-44.8 MB for 130k inodes).
  */
 export async function forcedCheck(device: string, repair: boolean): Promise<FsckResult> {
   await run('blockdev', ['--setra', '0', device]);

@@ -74,6 +74,9 @@ export class UserspaceLuksLayer implements Layer {
     const fuse = this.fuse;
     await waitUntil(async () => !fuse.running() || (await isMounted(this.plainMount)), 30_000);
     if (!(await isMounted(this.plainMount))) {
+      // qemu-nbd listens before it opens the image: a wrong passphrase reaches nbdfuse as a dropped connection.
+      const qemu = this.qemu;
+      if (await waitUntil(() => !qemu.running(), 5000)) throw classify(qemu.stderr());
       throw new Error(`nbdfuse could not expose the decrypted image: ${fuse.stderr().trim().split('\n').pop() || 'timed out'}`);
     }
     return disk;

@@ -1,4 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AuthError, CommandError } from '../errors.js';
 import { run } from '../exec.js';
 
 /**
@@ -9,11 +12,81 @@ import { run } from '../exec.js';
 /** Always LUKS1 (every engine and live CD opens it), AES-XTS-plain64, 512-bit key (DESIGN section 2). */
 export async function luksFormat(image: string, passphrase: string): Promise<void> {
   const args = ['luksFormat', '--type', 'luks1', '--batch-mode', '--cipher', 'aes-xts-plain64', '--key-size', '512', '--hash', 'sha256'];
-  // Test-only: the default benchmark-based PBKDF2 count takes minutes under emulation in the VM lane.
-  const iterations = process.env.SSHVAULT_TEST_PBKDF_ITERATIONS;
-  if (iterations) args.push('--pbkdf-force-iterations', iterations);
-  args.push('--key-file', '-', image);
+  args.push(...pbkdfArgs(), '--key-file', '-', image);
   await run('cryptsetup', args, { input: passphrase });
+}
+
+/** Test-only: the default benchmark-based PBKDF2 count takes minutes under emulation in the VM lane. */
+function pbkdfArgs(): string[] {
+  const iterations = process.env.SSHVAULT_TEST_PBKDF_ITERATIONS;
+  return iterations ? ['--pbkdf-force-iterations', iterations] : [];
+}
+
+/** cryptsetup exits 2 when no key slot accepts the passphrase. */
+function wrongPassphrase(e: unknown): Error {
+  if (e instanceof CommandError && e.commandExitCode === 2) {
+    return new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was changed');
+  }
+  return e as Error;
+}
+
+/**
+ * A second secret reaches cryptsetup as a 0600 file in the vault's private
+ * run directory (stdin carries the first), and is removed right after.
+ */
+async function withKeyFile<T>(dir: string, secret: string, fn: (file: string) => Promise<T>): Promise<T> {
+  const file = join(dir, `key-${randomBytes(6).toString('hex')}`);
+  await writeFile(file, secret, { mode: 0o600 });
+  try {
+    return await fn(file);
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** Key slots in use, from the header alone. */
+export async function activeSlots(image: string): Promise<number[]> {
+  const { stdout } = await run('cryptsetup', ['luksDump', image]);
+  return [...stdout.matchAll(/^Key Slot (\d+): ENABLED$/gm)].map((m) => Number(m[1]));
+}
+
+/** The key slot a passphrase opens, or undefined when none does. Reads the header only; opens nothing. */
+export async function slotOf(image: string, passphrase: string): Promise<number | undefined> {
+  try {
+    const { stdout } = await run('cryptsetup', ['open', '--test-passphrase', '--verbose', '--key-file', '-', image], { input: passphrase });
+    const m = /Key slot (\d+) unlocked/.exec(stdout);
+    return m ? Number(m[1]) : undefined;
+  } catch (e) {
+    if (e instanceof CommandError && e.commandExitCode === 2) return undefined;
+    throw e;
+  }
+}
+
+/** Adds `secret` in a free slot; `passphrase` (any working key) authorises it. Returns the new slot. */
+export async function luksAddKey(image: string, passphrase: string, secret: string, keyDir: string): Promise<number> {
+  const before = await activeSlots(image);
+  await withKeyFile(keyDir, secret, (file) =>
+    run('cryptsetup', ['luksAddKey', '--batch-mode', ...pbkdfArgs(), '--key-file', '-', image, file], { input: passphrase }).catch((e) => {
+      throw wrongPassphrase(e);
+    }),
+  );
+  return (await activeSlots(image)).find((s) => !before.includes(s))!;
+}
+
+/** Replaces the key in the slot `passphrase` opens (LUKS1 writes a new slot, then wipes the old one). */
+export async function luksChangeKey(image: string, passphrase: string, secret: string, keyDir: string): Promise<void> {
+  await withKeyFile(keyDir, secret, (file) =>
+    run('cryptsetup', ['luksChangeKey', '--batch-mode', ...pbkdfArgs(), '--key-file', '-', image, file], { input: passphrase }).catch((e) => {
+      throw wrongPassphrase(e);
+    }),
+  );
+}
+
+/** Wipes a key slot. cryptsetup accepts only the passphrase of another slot: a key that works always remains. */
+export async function luksKillSlot(image: string, slot: number, otherPassphrase: string): Promise<void> {
+  await run('cryptsetup', ['luksKillSlot', '--key-file', '-', image, String(slot)], { input: otherPassphrase }).catch((e) => {
+    throw wrongPassphrase(e);
+  });
 }
 
 export async function luksHeaderBackup(image: string, backupFile: string): Promise<void> {

@@ -6,7 +6,7 @@ import type { VaultConfig } from '../config/vault-config.js';
 import { AuthError, LinkError, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
-import { acquireLock, type RemoteLock } from '../remote/lock.js';
+import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
 import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
@@ -30,6 +30,11 @@ export interface SessionOptions {
   meter: TrafficMeter;
   notice: (message: string) => void;
   acceptNewHostKey?: boolean;
+  /**
+   * Skip the comparison with the local header backup: a restore configured by
+   * flags has none, and `key backup-header` is how a changed header is accepted.
+   */
+  skipHeaderCheck?: boolean;
 }
 
 export function remotePath(remote: RemoteSpec, name: string): string {
@@ -45,7 +50,7 @@ export class VaultSession {
   readonly started = new Date();
   readonly remote: RemoteSpec;
   conn: Connection | undefined;
-  lock: RemoteLock | undefined;
+  lock: RemoteLock | SharedLock | undefined;
   stack: Stack;
   engine: Engine | undefined;
   private createdImage = false;
@@ -71,15 +76,22 @@ export class VaultSession {
       identity: this.o.config.identity,
       knownHosts: this.o.config.knownHosts,
       acceptNewHostKey: this.o.acceptNewHostKey,
+      onCounter: (c) => this.o.meter.attach(c),
     });
-    this.o.meter.attach(this.conn.counter);
     const sftp = await this.conn.sftp();
     if (create) await mkdirp(sftp, this.remote.dir);
     const dirStat = await stat(sftp, this.remote.dir);
     if (!dirStat?.isDirectory()) {
       throw new LinkError(`the remote directory ${this.remote.dir} does not exist on ${this.conn.target}; check --remote or run 'sshvault init'`);
     }
-    this.lock = await acquireLock(sftp, this.remote.dir, { vaultId: this.o.config.vaultId, runId: this.runId, command: this.o.command }, this.o.notice);
+    const owner = { vaultId: this.o.config.vaultId, runId: this.runId, command: this.o.command };
+    // Readers share the vault with each other; a writer needs it to itself (DESIGN section 4).
+    if (this.o.readOnly) {
+      this.lock = await acquireSharedLock(sftp, this.remote.dir, owner, this.o.notice);
+    } else {
+      this.lock = await acquireLock(sftp, this.remote.dir, owner, this.o.notice);
+      await assertNoReaders(sftp, this.remote.dir, this.o.notice);
+    }
     if (create) await this.createImage(create.size, create.preallocate);
     else await this.checkHeader();
     await this.stack.push(new SshfsLayer(this.conn, this.remote.dir, this.o.paths.remoteMount, this.o.readOnly));
@@ -123,6 +135,7 @@ export class VaultSession {
         `the remote image ${image} has no LUKS1 header; if it was overwritten, restore it from ${this.o.paths.headerBackup} with 'cryptsetup luksHeaderRestore' (README: Restore without sshvault)`,
       );
     }
+    if (this.o.skipHeaderCheck) return;
     const local = await backupPhdr(this.o.paths.headerBackup);
     if (!local) {
       this.o.notice(`No local LUKS header backup for this vault; run 'sshvault key backup-header' to make one.`);

@@ -1,0 +1,85 @@
+import { join } from 'node:path';
+import { CheckFailedError } from '../errors.js';
+import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { verifySnapshots, type VerifyResult } from '../snapshot/manifest.js';
+import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
+import type { RunRecord } from '../snapshot/runs.js';
+import { FsLayer, forcedCheck, type FsckResult } from '../stack/fs.js';
+import { info, notice, warn } from '../ui/console.js';
+import { formatBytes } from '../ui/format.js';
+import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { resolveSnapshot } from './cmd_restore.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+
+export interface CheckArgs extends GlobalArgs {
+  vault?: string;
+  repair?: boolean;
+  /** A snapshot, or '' for every complete snapshot. */
+  verifyData?: string;
+}
+
+/** e2fsck's findings without its progress chatter: the lines a user needs to see what is wrong. */
+function findings(output: string): string[] {
+  return output.split('\n').filter((l) => l.trim() && !/^(Pass \d|e2fsck \d|sshvault: \d+\/\d+ files)/.test(l));
+}
+
+export async function cmdCheck(a: CheckArgs): Promise<number> {
+  const ctx = await openContext(a.vault);
+  return exclusive(ctx, async () => {
+    const passphrase = await passphraseFor(a, ctx.config);
+    let fsck: FsckResult | undefined;
+    let verify: VerifyResult | undefined;
+    const run = await meteredSession(ctx, { command: 'check', readOnly: !a.repair, passphrase, mountFs: false }, async (session, meter, _signal, facts) => {
+      meter.begin('open');
+      session.stack.setTop(join(ctx.paths.remoteMount, ctx.config.image));
+      for (const layer of session.decryptionLayers()) await session.stack.push(layer);
+      meter.begin('fsck');
+      fsck = await forcedCheck(session.stack.top, !!a.repair);
+      if (!fsck.clean) {
+        throw new CheckFailedError(
+          a.repair
+            ? "e2fsck could not repair every error of the vault's filesystem (see above); restore what you need from it and make a new vault"
+            : "the vault's filesystem has errors (see above); run 'sshvault check --repair' to fix them",
+        );
+      }
+      if (a.verifyData === undefined) return;
+      meter.begin('verify');
+      // Read-only even after a repair: verifying must not change what it verifies.
+      await session.stack.push(new FsLayer(ctx.paths.fsMount, ctx.config.fs, true, notice));
+      const layout = imageLayout(ctx.paths.fsMount);
+      await readVaultMeta(layout);
+      const names = a.verifyData
+        ? [await resolveSnapshot(layout, a.verifyData)]
+        : (await snapshotDirs(layout)).map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null && !r.partial).map((r) => r.name);
+      if (names.length === 1) facts.snapshot = names[0];
+      verify = await verifySnapshots(layout, names);
+      if (verify.problems.length) {
+        throw new CheckFailedError(
+          `${verify.problems.length} file(s) no longer match what push stored (listed above): the host's copy is damaged or was altered; do not restore those copies, keep your originals`,
+        );
+      }
+    });
+    report(fsck, verify, !!a.repair, !!a.json, run.record);
+    if (run.error) throw run.error;
+    return 0;
+  });
+}
+
+function report(fsck: FsckResult | undefined, verify: VerifyResult | undefined, repair: boolean, json: boolean, record: RunRecord): void {
+  if (json) {
+    info(JSON.stringify({ fsck: fsck && { clean: fsck.clean, repaired: fsck.repaired, output: fsck.output }, verify, run: record }, null, 2));
+    return;
+  }
+  if (fsck) {
+    if (!fsck.clean || fsck.repaired) for (const l of findings(fsck.output)) info(l);
+    if (fsck.repaired) info('e2fsck repaired the errors it found.');
+    else if (fsck.clean) info(`The filesystem is clean (e2fsck ${repair ? '-fy' : '-fn'}).`);
+  }
+  if (verify) {
+    for (const s of verify.snapshots) if (!s.manifest) warn(`snapshot ${s.name} has no manifest (made before manifests existed); its files were not verified`);
+    for (const p of verify.problems) info(`${p.problem}: ${p.snapshot}${p.path}`);
+    const listed = verify.snapshots.filter((s) => s.manifest).reduce((t, s) => t + s.files, 0);
+    info(`Verified ${listed} files in ${verify.snapshots.length} snapshot(s) against their manifests: read ${verify.filesRead} distinct files, ${formatBytes(verify.bytesRead)}; ${verify.problems.length} problem(s).`);
+  }
+  info(renderRunsTable([record], DEFAULT_LINK));
+}

@@ -1,0 +1,200 @@
+import { lstat, mkdir, readdir } from 'node:fs/promises';
+import { basename, dirname, join, posix, resolve } from 'node:path';
+import { vaultPaths } from '../config/paths.js';
+import { checkVaultName, type VaultConfig } from '../config/vault-config.js';
+import { ExitCode, SshvaultError, UsageError } from '../errors.js';
+import { lastLine, spawn } from '../exec.js';
+import { configureLog } from '../log.js';
+import { parseRemote } from '../remote/url.js';
+import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
+import { newestComplete, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
+import { parseProgress2, parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
+import { info, warn } from '../ui/console.js';
+import { formatBytes, formatRatio } from '../ui/format.js';
+import { SyncProgressBar } from '../ui/progress.js';
+import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
+
+export interface RestoreArgs extends GlobalArgs {
+  args: string[];
+  force?: boolean;
+  remote?: string;
+  identity?: string;
+  knownHosts?: string;
+  acceptNewHostKey?: boolean;
+}
+
+/** `<snapshot>[:<path>]`: snapshot names hold no colon, so the first one splits. */
+export function parseRestoreSpec(spec: string): { snapshot: string; path: string } {
+  const colon = spec.indexOf(':');
+  const snapshot = colon < 0 ? spec : spec.slice(0, colon);
+  const path = colon < 0 ? '/' : spec.slice(colon + 1);
+  if (!snapshot) throw new UsageError(`'${spec}' names no snapshot: write latest, a name from 'sshvault list', or either followed by :/path`);
+  // Paths in a snapshot are the absolute source paths (push uses rsync --relative).
+  return { snapshot, path: posix.resolve('/', path || '/') };
+}
+
+/** The snapshot directory a name stands for: `latest` is the newest complete one; `<name>.partial` rescues from an interrupted push. */
+export async function resolveSnapshot(layout: ImageLayout, wanted: string): Promise<string> {
+  const dirs = await snapshotDirs(layout);
+  const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
+  if (wanted === 'latest') {
+    const newest = newestComplete(refs);
+    if (!newest) throw new UsageError('the vault has no complete snapshot yet; push one first');
+    return newest.name;
+  }
+  if (dirs.includes(wanted) && parseSnapshotDir(wanted)) return wanted;
+  if (dirs.includes(`${wanted}.partial`)) {
+    throw new UsageError(`snapshot ${wanted} is partial (its push was interrupted); name it ${wanted}.partial to restore from it anyway`);
+  }
+  throw new UsageError(`the vault has no snapshot '${wanted}'; 'sshvault list --refresh' shows them`);
+}
+
+/**
+ * The config of a vault this machine does not know (the laptop that is gone):
+ * everything comes from flags and is not saved. The name only places the
+ * run's private directory in the state directory.
+ */
+function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
+  const name = checkVaultName(vault ?? 'restore');
+  try {
+    parseRemote(a.remote!);
+  } catch (e) {
+    throw new UsageError(`--remote ${a.remote}: ${(e as Error).message}`);
+  }
+  const config: VaultConfig = {
+    name,
+    vaultId: 'unknown (restore from flags)',
+    remote: a.remote!,
+    image: 'vault.img',
+    size: 0,
+    // The ext4 driver mounts ext2 too, and a read-only mount needs no more than that.
+    fs: 'ext4',
+    engine: 'auto',
+    sources: [],
+    excludes: [],
+    ...(a.identity ? { identity: resolve(a.identity) } : {}),
+    ...(a.knownHosts ? { knownHosts: resolve(a.knownHosts) } : {}),
+  };
+  const paths = vaultPaths(name);
+  return { name, config, paths };
+}
+
+async function contextFor(vault: string | undefined, a: RestoreArgs): Promise<VaultContext> {
+  if (!a.remote) return openContext(vault);
+  const ctx = adHocContext(vault, a);
+  await mkdir(ctx.paths.state, { recursive: true, mode: 0o700 });
+  configureLog({ file: ctx.paths.logFile });
+  return ctx;
+}
+
+async function kindOf(path: string): Promise<'missing' | 'dir' | 'other'> {
+  try {
+    return (await lstat(path)).isDirectory() ? 'dir' : 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+async function isEmptyDir(path: string): Promise<boolean> {
+  return (await readdir(path)).length === 0;
+}
+
+/**
+ * Where the copy lands, refusing to overwrite without --force: a directory
+ * becomes `dest` itself (which must be absent or empty); a file goes into
+ * `dest` when that is a directory, else becomes `dest`.
+ */
+async function restoreTarget(sourceIsDir: boolean, from: string, dest: string, force: boolean): Promise<{ rsyncFrom: string; rsyncTo: string }> {
+  const destKind = await kindOf(dest);
+  if (sourceIsDir) {
+    if (destKind === 'other') throw new UsageError(`${dest} exists and is not a directory; choose another destination`);
+    if (destKind === 'dir' && !force && !(await isEmptyDir(dest))) {
+      throw new UsageError(`${dest} is not empty; restore into an empty or new directory, or add --force to overwrite files there`);
+    }
+    return { rsyncFrom: `${from}/`, rsyncTo: `${dest}/` };
+  }
+  const target = destKind === 'dir' ? join(dest, basename(from)) : dest;
+  if (!force && (await kindOf(target)) !== 'missing') throw new UsageError(`${target} exists; add --force to overwrite it`);
+  if (destKind === 'missing' && (await kindOf(dirname(dest))) !== 'dir') throw new UsageError(`${dirname(dest)} does not exist; create it first`);
+  return { rsyncFrom: from, rsyncTo: destKind === 'dir' ? `${dest}/` : dest };
+}
+
+export async function cmdRestore(a: RestoreArgs): Promise<number> {
+  if (a.args.length < 2 || a.args.length > 3) throw new UsageError('restore takes [<vault>] <snapshot>[:<path>] <dest>');
+  const [vault, spec, destArg] = a.args.length === 3 ? a.args : [undefined, ...a.args];
+  const { snapshot, path } = parseRestoreSpec(spec!);
+  const dest = resolve(destArg!);
+  // Refused before any traffic when no kind of source could be restored there.
+  const destKind = await kindOf(dest);
+  if (!a.force && destKind === 'other') throw new UsageError(`${dest} exists; add --force to overwrite it`);
+  if (!a.force && path === '/' && destKind === 'dir' && !(await isEmptyDir(dest))) {
+    throw new UsageError(`${dest} is not empty; restore into an empty or new directory, or add --force to overwrite files there`);
+  }
+  const ctx = await contextFor(vault, a);
+  return exclusive(ctx, async () => {
+    const passphrase = await passphraseFor(a, ctx.config);
+    let stats: RsyncStats | undefined;
+    const run = await meteredSession(
+      ctx,
+      { command: 'restore', readOnly: true, passphrase, mountFs: true, skipHeaderCheck: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
+      async (session, meter, signal, facts) => {
+        meter.begin('restore');
+        const layout = imageLayout(session.o.paths.fsMount);
+        await readVaultMeta(layout);
+        const name = await resolveSnapshot(layout, snapshot);
+        facts.snapshot = name;
+        const from = join(layout.snapshots, name, path);
+        const kind = await kindOf(from);
+        if (kind === 'missing') throw new UsageError(`${path} is not in snapshot ${name}; 'sshvault mount' lets you look around`);
+        const { rsyncFrom, rsyncTo } = await restoreTarget(kind === 'dir', from.replace(/\/+$/, ''), dest, !!a.force);
+        await mkdir(kind === 'dir' ? dest : dirname(dest), { recursive: true });
+        stats = await restoreRsync(rsyncFrom, rsyncTo, signal, !a.json);
+        facts.changedBytes = stats.transferredFileSize;
+      },
+    );
+    if (run.error) throw run.error;
+    const s = stats!;
+    const r = run.record;
+    if (a.json) {
+      info(JSON.stringify({ snapshot: r.snapshot, path, dest, files: s.regularFiles, bytes: s.totalFileSize, run: r }, null, 2));
+    } else {
+      info(`Restored ${path === '/' ? 'the whole snapshot' : path} from snapshot ${r.snapshot} to ${dest}: ${s.regularFiles} files, ${formatBytes(s.totalFileSize)}.`);
+      info(renderRunsTable([r], DEFAULT_LINK));
+      const ratio = s.totalFileSize > 0 ? ` (${formatRatio(r.downBytes / s.totalFileSize)} of the data restored)` : '';
+      info(`Downloaded ${formatBytes(r.downBytes)}${ratio}, uploaded ${formatBytes(r.upBytes)}.`);
+    }
+    return 0;
+  });
+}
+
+/** rsync -aHAX --numeric-ids from the read-only snapshot: everything push kept, owners as the numbers they were. */
+async function restoreRsync(from: string, to: string, signal: AbortSignal, showProgress: boolean): Promise<RsyncStats> {
+  const bar = new SyncProgressBar(showProgress);
+  const child = spawn('rsync', ['-aHAX', '--numeric-ids', '--stats', '--info=progress2', from, to], { stdout: 'pipe' });
+  const onAbort = () => child.process.kill('SIGTERM');
+  signal.addEventListener('abort', onAbort, { once: true });
+  let out = '';
+  let pending = '';
+  child.process.stdout!.on('data', (chunk: Buffer) => {
+    const text = chunk.toString('utf8');
+    out += text;
+    const lines = (pending + text).split(/[\r\n]/);
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const p = parseProgress2(line);
+      if (p) bar.update({ bytes: p.bytes, percent: p.percent, rate: p.rate, files: p.xfr });
+    }
+  });
+  const { exitCode } = await child.exited;
+  bar.stop();
+  signal.removeEventListener('abort', onAbort);
+  if (signal.aborted) throw signal.reason;
+  if (exitCode === 0) return parseRsyncStats(out);
+  const problems = child.stderr().split('\n').filter((l) => l.startsWith('rsync:'));
+  for (const p of problems.slice(0, 20)) warn(p);
+  if (problems.length > 20) warn(`... and ${problems.length - 20} more`);
+  // 23 and 24: the rest was restored, but not everything.
+  const what = exitCode === 23 || exitCode === 24 ? 'could not restore everything (see the warnings above)' : `failed (exit ${exitCode}): ${lastLine(child.stderr())}`;
+  throw new SshvaultError(`rsync ${what}; check that ${to} is writable and has room`, ExitCode.unexpected);
+}

@@ -1,0 +1,48 @@
+import { run } from '../exec.js';
+import type { Layer, Leftover } from './layer.js';
+import { isMounted } from './mounts.js';
+
+/**
+ * The top of a `mount` stack: the snapshots directory (or one snapshot) of
+ * the mounted filesystem, bound read-only where the user asked for it.
+ */
+export class BindLayer implements Layer {
+  readonly name = 'bind';
+  private mounted = false;
+
+  constructor(private readonly target: string) {}
+
+  async open(source: string): Promise<string> {
+    await run('mount', ['--bind', '-o', 'ro', source, this.target]);
+    this.mounted = true;
+    return this.target;
+  }
+
+  async alive(): Promise<boolean> {
+    return this.mounted && (await isMounted(this.target));
+  }
+
+  async close(): Promise<void> {
+    if (this.mounted) await unbind(this.target);
+    this.mounted = false;
+  }
+
+  static async findLeftovers(target: string): Promise<Leftover[]> {
+    if (!(await isMounted(target))) return [];
+    return [{ layer: 'bind', what: `snapshot mount ${target}`, teardown: () => unbind(target) }];
+  }
+}
+
+async function unbind(target: string): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    try {
+      await run('umount', [target]);
+      return;
+    } catch {
+      if (!(await isMounted(target))) return;
+      await new Promise((r) => setTimeout(r, 300 * (i + 1)));
+    }
+  }
+  // Still in use (a shell inside it): detach it, so the layers below can close; its users see it empty.
+  await run('umount', ['-l', target]);
+}
