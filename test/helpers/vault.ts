@@ -35,17 +35,30 @@ export async function setupVault(name: string, opts: { size?: string } = {}): Pr
   const sshd = await startSshd();
   const ws = await workspace();
   const scratch = await mkdtemp(join(tmpdir(), `sshvault-${name}-`));
+  const dispose = async () => {
+    await forceCleanup(ws.dir);
+    await forceCleanup(scratch);
+    await sshd.stop();
+    await ws.dispose();
+    await rm(scratch, { recursive: true, force: true });
+  };
   const src = join(scratch, 'src');
-  const tree = await makeSourceTree(src);
   const remoteDir = sshd.remoteDir(name);
   const remote = `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`;
-  expectOk(
-    await ws.sv([
-      'init', name, '--remote', remote, '--size', opts.size ?? '256M',
-      '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
-    ]),
-    'init',
-  );
+  let tree: SourceManifest;
+  try {
+    tree = await makeSourceTree(src);
+    expectOk(
+      await ws.sv([
+        'init', name, '--remote', remote, '--size', opts.size ?? '256M',
+        '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
+      ]),
+      'init',
+    );
+  } catch (e) {
+    await dispose();
+    throw e;
+  }
   let last = '';
   return {
     name,
@@ -70,13 +83,7 @@ export async function setupVault(name: string, opts: { size?: string } = {}): Pr
     async leftovers() {
       return [...(await leftovers(ws.dir)), ...(await leftovers(scratch))];
     },
-    async dispose() {
-      await forceCleanup(ws.dir);
-      await forceCleanup(scratch);
-      await sshd.stop();
-      await ws.dispose();
-      await rm(scratch, { recursive: true, force: true });
-    },
+    dispose,
   };
 }
 
