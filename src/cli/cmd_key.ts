@@ -96,7 +96,7 @@ export async function cmdKey(a: KeyArgs): Promise<number> {
     if (a.json) info(JSON.stringify({ action: a.action, message: said, headerBackup: ctx.paths.headerBackup, run: run.record }, null, 2));
     else {
       info(said);
-      info(`LUKS header backup: ${ctx.paths.headerBackup} (keep a copy off this machine; see docs/restore-without-sshvault.md)`);
+      info(`LUKS header backup: ${ctx.paths.headerBackup} (keep a copy off this machine; README: Restore without sshvault)`);
       info(renderRunsTable([run.record], DEFAULT_LINK));
     }
     return 0;

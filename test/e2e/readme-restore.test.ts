@@ -8,7 +8,7 @@ import { forceCleanup, leftovers } from '../helpers/cleanup.js';
 import { churnSourceTree, compareTrees } from '../helpers/independent.js';
 import { setupVault, type TestVault } from '../helpers/vault.js';
 
-const DOC = resolve(import.meta.dirname, '../../docs/restore-without-sshvault.md');
+const DOC = resolve(import.meta.dirname, '../../README.md');
 
 /** The doc's shell blocks by the name in the `<!-- readme-test: NAME -->` line above each. */
 async function docBlocks(): Promise<Map<string, string>> {
@@ -23,7 +23,7 @@ async function docBlocks(): Promise<Map<string, string>> {
  * device-mapper, run as written (only the block that says where the vault is
  * is this test's own), then the result compared with the source.
  */
-describe('docs/restore-without-sshvault.md, without device-mapper', () => {
+describe("README: 'Restore without sshvault', without device-mapper", () => {
   let v: TestVault;
   let blocks: Map<string, string>;
   let work: string;
