@@ -13,7 +13,9 @@ import { findProcesses, isMounted, stopProcess } from './mounts.js';
 export async function makeFilesystem(device: string, fs: FsType): Promise<void> {
   const common = ['-q', '-F', '-m', '0', '-L', 'sshvault'];
   if (fs === 'ext4') {
-    await run('mkfs.ext4', [...common, '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard', device]);
+    // 1 KiB blocks (bench/traffic): directory and inode-table writes are dirtied per block, so an
+    // incremental uploads 22% less, downloads 24% less, and a check downloads half as much.
+    await run('mkfs.ext4', [...common, '-b', '1024', '-O', '^has_journal', '-E', 'lazy_itable_init=1,nodiscard', device]);
   } else {
     await run('mkfs.ext2', [...common, '-E', 'nodiscard', device]);
   }

@@ -22,6 +22,9 @@ export class LoopLayer implements Layer {
   async open(file: string): Promise<string> {
     const { stdout } = await run('losetup', ['--find', '--show', ...(this.readOnly ? ['--read-only'] : []), file]);
     this.device = stdout.trim();
+    // Readahead off: the filesystem reads scattered metadata, and readahead would fetch
+    // the blocks around each one over the wire too (bench/traffic: less download on open and check).
+    await run('blockdev', ['--setra', '0', this.device]);
     return this.device;
   }
 
