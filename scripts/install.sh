@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   openssh-client openssh-server sshfs fuse3   # transport and the remote mount
-  cryptsetup-bin qemu-utils nbdfuse            # LUKS format and keys; the userspace engine
+  cryptsetup-bin qemu-utils libnbd-bin         # LUKS format and keys; the userspace engine (nbdfuse)
   e2fsprogs rsync util-linux mount             # filesystem, snapshots, loop devices
   acl attr                                     # the tests set ACLs and xattrs on their source trees
 )
