@@ -1,5 +1,6 @@
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
+import { baseName } from './mounts.js';
 
 interface LoopInfo {
   name: string;
@@ -37,10 +38,20 @@ export class LoopLayer implements Layer {
     if (this.device) await detach(this.device);
   }
 
-  /** Loop devices whose backing file lies in this vault's private run directory. */
-  static async findLeftovers(runDir: string): Promise<Leftover[]> {
+  /**
+   * Loop devices whose backing file lies in this vault's private run
+   * directory, and those a dead run recorded in stack.json: once the FUSE
+   * mount below is gone the kernel shows only the file's name (`/vault.img`),
+   * so a recorded device counts if its backing file still has that name.
+   */
+  static async findLeftovers(runDir: string, recorded: { device: string; backing: string }[] = []): Promise<Leftover[]> {
+    const isOurs = (l: LoopInfo) => {
+      const back = l['back-file'] ?? '';
+      if (back.startsWith(`${runDir}/`)) return true;
+      return recorded.some((r) => r.device === l.name && r.backing.startsWith(`${runDir}/`) && back.endsWith(`/${baseName(r.backing)}`));
+    };
     return (await loopDevices())
-      .filter((l) => l['back-file']?.startsWith(`${runDir}/`))
+      .filter(isOurs)
       .map((l) => ({ layer: 'loop', what: `loop device ${l.name} (${l['back-file']})`, teardown: () => detach(l.name) }));
   }
 }

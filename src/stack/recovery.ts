@@ -42,11 +42,12 @@ export class RunLock {
 }
 
 /** Everything of this vault's that a dead run may have left, top of the stack first. */
-export async function findLeftovers(paths: VaultPaths, vault: string): Promise<Leftover[]> {
+export async function findLeftovers(paths: VaultPaths, vault: string, previous?: StackRecord): Promise<Leftover[]> {
+  const loops = (previous?.opened ?? []).filter((o) => o.layer === 'loop').map((o) => ({ device: o.gave, backing: o.on }));
   return [
     ...(await FsLayer.findLeftovers(paths.fsMount)),
     ...(await KernelLuksLayer.findLeftovers(vault)),
-    ...(await LoopLayer.findLeftovers(paths.run)),
+    ...(await LoopLayer.findLeftovers(paths.run, loops)),
     ...(await UserspaceLuksLayer.findLeftovers(paths.nbdSocket, paths.plainMount)),
     ...(await SshfsLayer.findLeftovers(paths.remoteMount)),
   ];
@@ -67,7 +68,7 @@ export async function recoverLeftovers(paths: VaultPaths, vault: string): Promis
     () => undefined,
   );
   const tornDown: string[] = [];
-  for (const leftover of await findLeftovers(paths, vault)) {
+  for (const leftover of await findLeftovers(paths, vault, previous)) {
     await leftover.teardown();
     tornDown.push(leftover.what);
   }

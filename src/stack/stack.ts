@@ -9,6 +9,8 @@ export interface StackRecord {
   command: string;
   started: string;
   layers: string[];
+  /** What each opened layer gave the next one (a mountpoint, file or device), by layer name. */
+  opened?: { layer: string; on: string; gave: string }[];
 }
 
 /**
@@ -26,7 +28,7 @@ export class Stack {
     command: string,
     base: string,
   ) {
-    this.record = { pid: process.pid, command, started: new Date().toISOString(), layers: [] };
+    this.record = { pid: process.pid, command, started: new Date().toISOString(), layers: [], opened: [] };
     this.topPath = base;
   }
 
@@ -49,6 +51,9 @@ export class Stack {
     debug(`opening ${layer.name} on ${this.topPath}`);
     const next = await layer.open(this.topPath);
     this.opened.push(layer);
+    // A loop device's backing path can turn unrecognisable once sshfs under it is dead; the recorded name is not.
+    this.record.opened!.push({ layer: layer.name, on: this.topPath, gave: next });
+    await writeFile(this.paths.stackFile, JSON.stringify(this.record, null, 2) + '\n', { mode: 0o600 });
     this.topPath = next;
     return next;
   }
