@@ -1,5 +1,5 @@
 import { closeSync, openSync } from 'node:fs';
-import { execa, type ResultPromise, type Options } from 'execa';
+import { execa, execaSync, type ResultPromise, type Options } from 'execa';
 import { CommandError } from './errors.js';
 import { debug } from './log.js';
 
@@ -173,4 +173,14 @@ export function spawnDaemon(file: string, args: string[], opts: { input: string;
     alive = false;
   });
   return { pid: proc.pid, exited, running: () => alive, detach: () => proc.unref() };
+}
+
+/**
+ * Terminal echo on or off for a passphrase prompt. Synchronous on purpose:
+ * the prompt reads the terminal synchronously, and nothing is mounted yet.
+ */
+export function setTtyEcho(on: boolean): void {
+  const args = ['-F', '/dev/tty', on ? 'echo' : '-echo'];
+  debug(`$ stty ${args.join(' ')}`);
+  execaSync('stty', args, { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', reject: false });
 }

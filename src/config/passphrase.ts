@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { openSync, closeSync, readSync, writeSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { CommandError, UsageError } from '../errors.js';
-import { run } from '../exec.js';
+import { run, setTtyEcho } from '../exec.js';
 
 export interface PassphraseSource {
   file?: string;
@@ -30,8 +29,7 @@ function promptTty(question: string): string {
   }
   try {
     writeSync(fd, question);
-    // spawnSync is fine here: nothing is mounted while the user types.
-    const echo = (on: boolean) => spawnSync('stty', [on ? 'echo' : '-echo'], { stdio: [fd, 'ignore', 'ignore'] });
+    const echo = setTtyEcho;
     echo(false);
     const buf = Buffer.alloc(1);
     const bytes: number[] = [];
