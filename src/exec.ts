@@ -26,7 +26,7 @@ export interface RunResult {
 }
 
 /** A child's environment: ours without the passphrase, in the C locale so its output parses. */
-export function childEnv(): NodeJS.ProcessEnv {
+function childEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
   delete env.SSHVAULT_PASSPHRASE;
   return env;

@@ -22,7 +22,7 @@ export interface MountRecord {
   phases: PhaseRecord[];
 }
 
-export function mountRecordFile(paths: VaultPaths): string {
+function mountRecordFile(paths: VaultPaths): string {
   return join(paths.state, 'mount.json');
 }
 

@@ -176,7 +176,7 @@ export class Connection {
 }
 
 /** `ssh -G` gives the user's OpenSSH view of the host: HostName, Port, User, keys, ProxyJump. */
-export async function resolveHost(remote: RemoteSpec): Promise<ResolvedHost> {
+async function resolveHost(remote: RemoteSpec): Promise<ResolvedHost> {
   const args = ['-G'];
   if (remote.port) args.push('-p', String(remote.port));
   if (remote.user) args.push('-l', remote.user);

@@ -19,7 +19,7 @@ export interface LockOwner {
   command: string;
 }
 
-export function lockDir(remoteDir: string): string {
+function lockDir(remoteDir: string): string {
   return `${remoteDir.replace(/\/+$/, '')}/vault.lock`;
 }
 
@@ -39,7 +39,7 @@ export function pidAlive(pid: number): boolean {
 }
 
 /** A lock this host took for a process that no longer exists can only be a crash's leftover. */
-export function isStale(owner: LockOwner): boolean {
+function isStale(owner: LockOwner): boolean {
   return owner.host === hostname() && !pidAlive(owner.pid);
 }
 
@@ -120,7 +120,7 @@ export async function breakLock(sftp: SFTPWrapper, remoteDir: string): Promise<L
  * `<dir>/vault.readers/`, created while it briefly holds the write lock, so a
  * writer that holds the write lock sees every reader that got in before it.
  */
-export function readersDir(remoteDir: string): string {
+function readersDir(remoteDir: string): string {
   return `${remoteDir.replace(/\/+$/, '')}/vault.readers`;
 }
 

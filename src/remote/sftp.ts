@@ -14,7 +14,7 @@ function isStatus(e: unknown, code: number): boolean {
   return (e as SftpError)?.code === code;
 }
 
-export function isNoSuchFile(e: unknown): boolean {
+function isNoSuchFile(e: unknown): boolean {
   return isStatus(e, NO_SUCH_FILE);
 }
 

@@ -100,7 +100,7 @@ export async function readManifest(file: string): Promise<ManifestEntry[] | unde
   return parseManifest(await gunzip(raw));
 }
 
-export async function sha256File(path: Buffer | string): Promise<string> {
+async function sha256File(path: Buffer | string): Promise<string> {
   const h = createHash('sha256');
   await pipeline(createReadStream(path), h);
   return h.digest('hex');

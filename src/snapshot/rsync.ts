@@ -40,7 +40,7 @@ export class RsyncFailure extends SshvaultError {
 /** rsync's "some files vanished" and "some files could not be transferred": the rest is a good snapshot. */
 const PARTIAL_CODES = new Set([23, 24]);
 
-export function rsyncArgs(o: Omit<SyncOptions, 'signal' | 'onProgress'>): string[] {
+function rsyncArgs(o: Omit<SyncOptions, 'signal' | 'onProgress'>): string[] {
   return [
     // -aHAX --numeric-ids: everything a restore needs, owners as numbers (the restoring machine may map names differently).
     '-aHAX',

@@ -25,7 +25,7 @@ export async function makeFilesystem(device: string, fs: FsType): Promise<void> 
 
 export type FsState = 'clean' | 'not clean' | 'errors';
 
-export async function filesystemState(device: string): Promise<FsState> {
+async function filesystemState(device: string): Promise<FsState> {
   let out: string;
   try {
     out = (await run('dumpe2fs', ['-h', device])).stdout;
@@ -47,7 +47,7 @@ export async function filesystemState(device: string): Promise<FsState> {
  * out of order, which -p refuses to touch; then e2fsck -y does what
  * `sshvault check --repair` would, so the next push can finish its snapshot.
  */
-export async function repairAfterCrash(device: string, notice: (message: string) => void): Promise<void> {
+async function repairAfterCrash(device: string, notice: (message: string) => void): Promise<void> {
   try {
     await run('e2fsck', ['-p', device], { okExitCodes: [1, 2] });
     return;

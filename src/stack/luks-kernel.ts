@@ -3,7 +3,7 @@ import { AuthError, CommandError } from '../errors.js';
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
 
-export function mapperName(vault: string): string {
+function mapperName(vault: string): string {
   return `sshvault-${vault}`;
 }
 

@@ -32,7 +32,7 @@ export async function mounts(): Promise<MountEntry[]> {
   return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
 }
 
-export async function mountAt(target: string): Promise<MountEntry | undefined> {
+async function mountAt(target: string): Promise<MountEntry | undefined> {
   return (await mounts()).filter((m) => m.target === target).pop();
 }
 

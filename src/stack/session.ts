@@ -37,7 +37,7 @@ export interface SessionOptions {
   skipHeaderCheck?: boolean;
 }
 
-export function remotePath(remote: RemoteSpec, name: string): string {
+function remotePath(remote: RemoteSpec, name: string): string {
   return remote.dir === '.' ? name : `${remote.dir.replace(/\/+$/, '')}/${name}`;
 }
 
