@@ -3,12 +3,14 @@ import { hostname } from 'node:os';
 import type { SFTPWrapper } from 'ssh2';
 import { LockHeldError } from '../errors.js';
 import { debug } from '../log.js';
-import { mkdirExclusive, readFile, rmdir, unlink, writeFile } from './sftp.js';
+import { mkdirExclusive, readdirNames, readFile, rename, rmdir, stat, unlink, writeFile } from './sftp.js';
 
 /**
  * The remote lock of DESIGN section 4: sshfs has no file locks and two
- * writers destroy an ext image, so a run owns `<dir>/vault.lock/` (an atomic
- * SFTP mkdir) holding owner.json.
+ * writers destroy an ext image, so a run owns `<dir>/vault.lock/` holding
+ * owner.json. It is made as `vault.lock.<run id>/` with owner.json inside and
+ * renamed into place (SFTP rename never replaces): a link cut while taking
+ * the lock cannot leave a lock without an owner.
  */
 export interface LockOwner {
   host: string;
@@ -84,9 +86,9 @@ export async function acquireLock(
   const dir = lockDir(remoteDir);
   const me: LockOwner = { host: hostname(), pid: process.pid, started: new Date().toISOString(), ...owner };
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await mkdirExclusive(sftp, dir)) {
-      await writeFile(sftp, `${dir}/owner.json`, JSON.stringify(me) + '\n');
+    if (await takeWithOwner(sftp, dir, me)) {
       debug(`took remote lock ${dir}`);
+      await sweepStaging(sftp, remoteDir, dir);
       return new RemoteLock(sftp, dir, me);
     }
     const holder = await readOwner(sftp, dir);
@@ -101,6 +103,34 @@ export async function acquireLock(
     throw new LockHeldError(`the vault is locked by ${describeOwner(holder)}; wait for it to finish, or if that run is dead, run 'sshvault unlock --force'`);
   }
   throw new LockHeldError(`another client took the lock at ${dir} while a stale one was being broken; try again`);
+}
+
+async function takeWithOwner(sftp: SFTPWrapper, dir: string, me: LockOwner): Promise<boolean> {
+  const staging = `${dir}.${me.runId}`;
+  try {
+    if (!(await mkdirExclusive(sftp, staging))) throw new Error(`the lock staging directory ${staging} already exists`);
+    await writeFile(sftp, `${staging}/owner.json`, JSON.stringify(me) + '\n');
+    await rename(sftp, staging, dir);
+    return true;
+  } catch (e) {
+    // The lock's holder may have swept the staging directory away already.
+    await remove(sftp, staging).catch(() => {});
+    if (await stat(sftp, dir)) return false;
+    throw e;
+  }
+}
+
+/**
+ * Staging directories of runs cut off while taking the lock. Only the lock's
+ * holder sweeps; a run still staging loses nothing: its rename would fail anyway.
+ */
+async function sweepStaging(sftp: SFTPWrapper, remoteDir: string, dir: string): Promise<void> {
+  const prefix = `${dir.slice(dir.lastIndexOf('/') + 1)}.`;
+  for (const name of await readdirNames(sftp, remoteDir)) {
+    if (!name.startsWith(prefix)) continue;
+    debug(`removing the lock staging directory ${name} of a run that was cut off`);
+    await remove(sftp, `${remoteDir.replace(/\/+$/, '')}/${name}`);
+  }
 }
 
 /** `sshvault unlock --force`: removes whatever lock is there and says whose it was. */

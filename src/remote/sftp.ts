@@ -69,6 +69,16 @@ export async function mkdirExclusive(sftp: SFTPWrapper, path: string): Promise<b
   }
 }
 
+/** Plain SFTP rename: the server refuses it when `to` exists, which the lock relies on. */
+export async function rename(sftp: SFTPWrapper, from: string, to: string): Promise<void> {
+  await call<void>((cb) => sftp.rename(from, to, cb));
+}
+
+export async function readdirNames(sftp: SFTPWrapper, dir: string): Promise<string[]> {
+  const entries = await call<{ filename: string }[]>((cb) => sftp.readdir(dir, cb as never));
+  return entries.map((e) => e.filename);
+}
+
 export async function rmdir(sftp: SFTPWrapper, path: string): Promise<void> {
   await call<void>((cb) => sftp.rmdir(path, cb));
 }
