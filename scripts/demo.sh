@@ -8,7 +8,7 @@ bash scripts/install.sh >/dev/null
 SV="$PWD/bin/sshvault"
 
 D=$(mktemp -d /tmp/sshvault-demo.XXXXXX)
-export XDG_CONFIG_HOME="$D/config" XDG_STATE_HOME="$D/state"
+export XDG_CONFIG_HOME="$D/config" XDG_STATE_HOME="$D/state" XDG_CACHE_HOME="$D/cache"
 cleanup() {
   "$SV" recover >/dev/null 2>&1 || true
   [ -s "$D/sshd.pid" ] && kill "$(cat "$D/sshd.pid")" 2>/dev/null || true

@@ -94,6 +94,8 @@ export async function meteredSession<T>(
     create?: { size: number; preallocate: boolean };
     acceptNewHostKey?: boolean;
     skipHeaderCheck?: boolean;
+    /** Read everything from the remote and let the block cache start over from what comes back (`check`). */
+    freshCache?: boolean;
     /** The body runs until a signal (`mount`): then the signal is its normal end, not an interruption. */
     untilSignal?: boolean;
   },
@@ -112,6 +114,7 @@ export async function meteredSession<T>(
     notice,
     acceptNewHostKey: opts.acceptNewHostKey,
     skipHeaderCheck: opts.skipHeaderCheck,
+    freshCache: opts.freshCache,
   });
   const started = new Date();
   let value: T | undefined;

@@ -13,6 +13,10 @@ export function stateRoot(): string {
   return resolve(process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'sshvault');
 }
 
+export function cacheRoot(): string {
+  return resolve(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sshvault');
+}
+
 export interface VaultPaths {
   config: string;
   state: string;
@@ -21,6 +25,10 @@ export interface VaultPaths {
   remoteMount: string;
   plainMount: string;
   nbdSocket: string;
+  /** Where the image cache serves the remote image to qemu-nbd. */
+  imageSocket: string;
+  /** The local cache of image blocks (ciphertext), valid for one remote generation. */
+  blockCache: string;
   fsMount: string;
   stackFile: string;
   runLock: string;
@@ -40,6 +48,8 @@ export function vaultPaths(name: string): VaultPaths {
     remoteMount: join(run, 'remote'),
     plainMount: join(run, 'plain'),
     nbdSocket: join(run, 'nbd.sock'),
+    imageSocket: join(run, 'image.sock'),
+    blockCache: join(cacheRoot(), name, 'blocks'),
     fsMount: join(run, 'fs'),
     stackFile: join(state, 'stack.json'),
     runLock: join(state, 'run.lock'),

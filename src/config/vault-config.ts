@@ -23,7 +23,12 @@ export interface VaultConfig {
   passphraseFile?: string;
   passphraseCommand?: string;
   retention?: RetentionPolicy;
+  /** Size limit of the local block cache in bytes; 0 turns it off (default: DEFAULT_CACHE_BYTES). */
+  cacheBytes?: number;
 }
+
+/** Enough for the metadata of a few million files with 1 KiB blocks; see the README's 'Local block cache'. */
+export const DEFAULT_CACHE_BYTES = 1 << 30;
 
 const nameRe = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -75,6 +80,9 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
   if (fs !== 'ext4' && fs !== 'ext2') fail(file, `'fs' must be ext4 or ext2`);
   const engine = str('engine');
   if (engine !== 'auto' && engine !== 'kernel' && engine !== 'userspace') fail(file, `'engine' must be auto, kernel or userspace`);
+  if (c.cacheBytes !== undefined && (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes < 0)) {
+    fail(file, `'cacheBytes' must be a number of bytes (0 turns the block cache off)`);
+  }
   const retention = c.retention;
   if (retention !== undefined) {
     if (typeof retention !== 'object' || retention === null) fail(file, `'retention' must be an object`);
@@ -98,6 +106,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
     passphraseFile: str('passphraseFile', false),
     passphraseCommand: str('passphraseCommand', false),
     retention: retention as RetentionPolicy | undefined,
+    ...(c.cacheBytes !== undefined ? { cacheBytes: c.cacheBytes as number } : {}),
   };
 }
 

@@ -89,14 +89,17 @@ export class Connection {
 
   /** The SFTP client used for control operations (image, lock, free space). */
   async sftp(): Promise<SFTPWrapper> {
-    this.assertAlive();
-    if (!this.control) {
-      const raw = await this.guard(
-        new Promise<SFTPWrapper>((resolve, reject) => this.client.sftp((err, sftp) => (err ? reject(this.wrap(err)) : resolve(sftp)))),
-      );
-      this.control = this.failPendingOnLoss(raw);
-    }
+    this.control ??= await this.openSftp();
     return this.control;
+  }
+
+  /** A further SFTP client of its own, for a stream of requests that should not queue behind control operations. */
+  async openSftp(): Promise<SFTPWrapper> {
+    this.assertAlive();
+    const raw = await this.guard(
+      new Promise<SFTPWrapper>((resolve, reject) => this.client.sftp((err, sftp) => (err ? reject(this.wrap(err)) : resolve(sftp)))),
+    );
+    return this.failPendingOnLoss(raw);
   }
 
   /** A raw `sftp` subsystem channel: what `sshfs -o passive` speaks on its stdin/stdout. */

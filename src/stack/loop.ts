@@ -18,10 +18,14 @@ export class LoopLayer implements Layer {
   readonly name = 'loop';
   private device: string | undefined;
 
-  constructor(private readonly readOnly: boolean) {}
+  constructor(
+    private readonly readOnly: boolean,
+    private readonly directIo = false,
+  ) {}
 
   async open(file: string): Promise<string> {
-    const { stdout } = await run('losetup', ['--find', '--show', ...(this.readOnly ? ['--read-only'] : []), file]);
+    const flags = [...(this.readOnly ? ['--read-only'] : []), ...(this.directIo ? ['--direct-io=on'] : [])];
+    const { stdout } = await run('losetup', ['--find', '--show', ...flags, file]);
     this.device = stdout.trim();
     // Readahead off: the filesystem reads scattered metadata, and readahead would fetch
     // the blocks around each one over the wire too (bench/traffic: less download on open and check).

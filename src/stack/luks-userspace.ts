@@ -16,8 +16,9 @@ const CONNECTIONS = 4;
 
 /**
  * The userspace LUKS engine (DESIGN section 2), for machines without
- * device-mapper: qemu-nbd's LUKS driver decrypts the image file and serves
- * the plaintext on a unix socket; nbdfuse exposes it as a file for losetup.
+ * device-mapper: qemu-nbd's LUKS driver decrypts the image, which the image
+ * cache serves over NBD, and serves the plaintext on a unix socket; nbdfuse
+ * exposes it as a file for losetup.
  * qemu's driver moves whole requests, unlike nbdkit's luks filter, which moves
  * one 512-byte sector per request. Same on-disk LUKS1 format as dm-crypt.
  */
@@ -34,7 +35,7 @@ export class UserspaceLuksLayer implements Layer {
     private readonly readOnly: boolean,
   ) {}
 
-  async open(image: string): Promise<string> {
+  async open(ciphertextSocket: string): Promise<string> {
     await rm(this.socket, { force: true });
     // qemu reads secrets from a file; it lives in the 0700 run directory only until qemu-nbd has read it.
     const keyFile = join(this.runDir, `key-${randomBytes(6).toString('hex')}`);
@@ -43,10 +44,10 @@ export class UserspaceLuksLayer implements Layer {
       const imageOpts = [
         'driver=luks',
         'key-secret=sec0',
-        'file.driver=file',
-        `file.filename=${optValue(image)}`,
-        // OFD locks on a FUSE file would only be local; the remote lock is what guards the image.
-        'file.locking=off',
+        // The ciphertext comes from the image cache's NBD socket (image-cache.ts).
+        'file.driver=nbd',
+        'file.server.type=unix',
+        `file.server.path=${optValue(ciphertextSocket)}`,
       ].join(',');
       this.qemu = spawn('qemu-nbd', [
         '--object',

@@ -112,6 +112,11 @@ export function isLuks1(phdr: Buffer): boolean {
   return phdr.length >= 8 && phdr.subarray(0, 6).equals(Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe])) && phdr.readUInt16BE(6) === 1;
 }
 
+/** Where the encrypted payload starts, in bytes: everything before it is header and key material. */
+export function phdrPayloadOffset(phdr: Buffer): number {
+  return phdr.readUInt32BE(104) * 512;
+}
+
 export function phdrUuid(phdr: Buffer): string {
   return phdr.subarray(168, 208).toString('latin1').replace(/\0.*$/s, '');
 }

@@ -190,8 +190,8 @@ describe('restore and mount', () => {
       const mount = stats.runs.filter((x) => x.command === 'mount').pop()!;
       expect(mount.ok).toBe(true);
       expect(mount.phases.map((p) => p.name)).toEqual(['connect', 'open', 'mount', 'close']);
-      // Reading the trees above came over the wire while mounted.
-      expect(mount.phases[2]!.downBytes).toBeGreaterThan(v.tree.regularBytes);
+      // This machine pushed the trees read above: they came from the block cache, not over the wire.
+      expect(mount.phases[2]!.downBytes).toBeLessThan(v.tree.regularBytes / 10);
       expectOk(await v.ws.sv(['push', v.name]), 'push after umount');
     });
 

@@ -29,6 +29,7 @@ export async function workspace(passphrase = `correct horse ${Math.random().toSt
   const env = {
     XDG_CONFIG_HOME: join(dir, 'config'),
     XDG_STATE_HOME: join(dir, 'state'),
+    XDG_CACHE_HOME: join(dir, 'cache'),
     // Test-only: cryptsetup's benchmarked PBKDF2 count would make every open slow.
     SSHVAULT_TEST_PBKDF_ITERATIONS: '1000',
   };

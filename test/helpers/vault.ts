@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -95,7 +96,9 @@ export function jsonOf<T>(r: CliResult, what: string): T {
 /**
  * Opens the image read-write outside sshvault, through qemu's LUKS driver
  * (the userspace engine's decryptor): `fn` gets the plaintext as a file.
- * How the tests damage or rearrange what is inside the encryption.
+ * How the tests damage or rearrange what is inside the encryption. Like
+ * every writer it then replaces vault.generation, so no machine's block
+ * cache outlives the change (README: Restore without sshvault).
  */
 export async function withPlaintext<T>(image: string, passphrase: string, fn: (plain: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'sshvault-plain-'));
@@ -113,6 +116,7 @@ export async function withPlaintext<T>(image: string, passphrase: string, fn: (p
     }
     return await fn(join(mnt, 'plain.raw'));
   } finally {
+    await writeFile(join(dirname(image), 'vault.generation'), `${randomBytes(16).toString('hex')}\n`);
     await execa('fusermount3', ['-u', mnt], { reject: false });
     await Promise.race([fuse, sleep(10_000)]);
     await forceCleanup(dir);

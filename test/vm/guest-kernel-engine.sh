@@ -18,7 +18,7 @@ LOGDIR=$SV_RUN/logs/guest; mkdir -p "$LOGDIR"; : > "$RESULTS"
 G=/tmp/sv   # the VM's tmpfs: trees only this VM needs
 mkdir -p "$G"
 export SSHVAULT_TEST_PBKDF_ITERATIONS=1000   # the default PBKDF2 count takes minutes under TCG
-export XDG_CONFIG_HOME=$G/config XDG_STATE_HOME=$G/state
+export XDG_CONFIG_HOME=$G/config XDG_STATE_HOME=$G/state XDG_CACHE_HOME=$G/cache
 KEY=$SV_RUN/userkey KH=$SV_RUN/known_hosts PASS=$SV_RUN/pass
 REMOTE="ssh://root@10.0.2.2:$SV_PORT$SV_RUN/remote"
 common=(--size 256M --identity "$KEY" --known-hosts "$KH" --passphrase-file "$PASS" --fs ext4)
@@ -225,7 +225,7 @@ xu_kernel_push() {
   set_config "$cfg" engine kernel
   set_config "$cfg" remote "$REMOTE/xu"
   churn_tree "$SV_RUN/src-xu" 1
-  XDG_CONFIG_HOME=$G/xdg-xu/config XDG_STATE_HOME=$G/xdg-xu/state sv xu-push push xu ||
+  XDG_CONFIG_HOME=$G/xdg-xu/config XDG_STATE_HOME=$G/xdg-xu/state XDG_CACHE_HOME=$G/xdg-xu/cache sv xu-push push xu ||
     { fail $s "kernel-engine push to the userspace-made image: $(why xu-push 0)"; return; }
   need_clean $s || return
   touch "$SV_RUN/xu.pushed"
@@ -238,7 +238,7 @@ xk_kernel_init() {
   local s=xk-kernel-init-push
   make_tree "$SV_RUN/src-xk" 2
   # On tmpfs like any local state (measured: twice as slow on the 9p share), copied for the host at the end.
-  export XDG_CONFIG_HOME=$G/xdg-xk/config XDG_STATE_HOME=$G/xdg-xk/state
+  export XDG_CONFIG_HOME=$G/xdg-xk/config XDG_STATE_HOME=$G/xdg-xk/state XDG_CACHE_HOME=$G/xdg-xk/cache
   sv xk-init init xk --remote "$REMOTE/xk" "${common[@]}" --engine kernel --source "$SV_RUN/src-xk" ||
     { fail $s "$(why xk-init 0)"; return; }
   sv xk-push push xk || { fail $s "$(why xk-push 0)"; return; }

@@ -102,7 +102,7 @@ hclean() { # hclean SCENARIO
 echo "== host: userspace-engine vault xu"
 xu_make() {
   local s=xu-userspace-init-push
-  export XDG_CONFIG_HOME=$RUN/xdg-xu/config XDG_STATE_HOME=$RUN/xdg-xu/state
+  export XDG_CONFIG_HOME=$RUN/xdg-xu/config XDG_STATE_HOME=$RUN/xdg-xu/state XDG_CACHE_HOME=$RUN/xdg-xu/cache
   make_tree "$RUN/src-xu" 2
   sv xu-init init xu --remote "$HREMOTE/xu" "${common[@]}" --engine userspace --source "$RUN/src-xu" ||
     { fail $s "$(why xu-init 0)"; return; }
@@ -127,7 +127,7 @@ echo "== host: cross-engine checks"
 xu_verify() {
   local s=xu-cross-verify
   [ -f "$RUN/xu.pushed" ] || { fail $s "skipped: the kernel-engine push to xu did not happen"; return; }
-  export XDG_CONFIG_HOME=$RUN/xdg-xu/config XDG_STATE_HOME=$RUN/xdg-xu/state
+  export XDG_CONFIG_HOME=$RUN/xdg-xu/config XDG_STATE_HOME=$RUN/xdg-xu/state XDG_CACHE_HOME=$RUN/xdg-xu/cache
   # --refresh: this machine's catalog cache predates the VM's push
   sv xu-list-refresh list xu --json --refresh || { fail $s "$(why xu-list-refresh 0)"; return; }
   mapfile -t snaps < <(complete_snapshots "$LOGDIR/xu-list-refresh.out")
@@ -152,7 +152,7 @@ xk_userspace() {
   rm -rf "$RUN/xdg-xk-host"; cp -a "$RUN/xdg-xk" "$RUN/xdg-xk-host"
   set_config "$RUN/xdg-xk-host/config/sshvault/xk.json" engine userspace
   set_config "$RUN/xdg-xk-host/config/sshvault/xk.json" remote "$HREMOTE/xk"
-  export XDG_CONFIG_HOME=$RUN/xdg-xk-host/config XDG_STATE_HOME=$RUN/xdg-xk-host/state
+  export XDG_CONFIG_HOME=$RUN/xdg-xk-host/config XDG_STATE_HOME=$RUN/xdg-xk-host/state XDG_CACHE_HOME=$RUN/xdg-xk-host/cache
   churn_tree "$RUN/src-xk" 1
   sv xk-push2 push xk || { fail $s "userspace push to the kernel-made image: $(why xk-push2 0)"; return; }
   hclean $s || return

@@ -1,0 +1,240 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Cache granularity: the filesystem's block size (DESIGN section 2), so one directory block is one unit. */
+export const UNIT = 1024;
+/** Units per chunk; a chunk is what takes a slot in the data file and what is evicted. */
+export const CHUNK_UNITS = 64;
+const CHUNK_SIZE = CHUNK_UNITS * UNIT;
+const BITS_BYTES = CHUNK_UNITS / 8;
+const RECORD = 8 + BITS_BYTES;
+const STATE_VERSION = 2;
+
+interface CacheState {
+  version: number;
+  /** The remote generation the cached blocks belong to; null while a run has the cache open. */
+  generation: string | null;
+  imageSize: number;
+}
+
+interface Chunk {
+  slot: number;
+  bits: Buffer;
+}
+
+export interface Run {
+  from: number;
+  to: number;
+  present: boolean;
+}
+
+/**
+ * The persistent local copy of image blocks (ciphertext only: it sits below
+ * LUKS). Chunks of 64 KiB of the image live in slots of a data file no larger
+ * than the size limit, least recently used evicted first; a bitmap per chunk
+ * says which 1 KiB units hold what the remote holds. Valid only for the
+ * remote generation it was committed with, and marked invalid on disk while a
+ * run has it open, so a run that dies leaves nothing that could be trusted.
+ *
+ * Synchronous on purpose: a lookup and the read or write it decides on
+ * happen with nothing in between, so no eviction can slip under them.
+ */
+export class BlockCache {
+  /** In least-recently-used order: a use moves a chunk to the end. */
+  private readonly chunks = new Map<number, Chunk>();
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 0;
+  private units = 0;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly fd: number,
+    readonly imageSize: number,
+    private readonly maxSlots: number,
+    /** True when the cache came back from disk rather than starting empty. */
+    readonly reused: boolean,
+  ) {}
+
+  /** Opens the cache of `dir` for a run; starts empty unless it was committed at `generation` for an image of this size. */
+  static open(dir: string, imageSize: number, generation: string | undefined, maxBytes: number): BlockCache {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const state = readState(dir);
+    const reuse = !!generation && state?.version === STATE_VERSION && state.generation === generation && state.imageSize === imageSize;
+    // Invalid from here until commit: a run that dies leaves a cache the next run discards.
+    writeState(dir, { version: STATE_VERSION, generation: null, imageSize });
+    if (!reuse) {
+      rmSync(join(dir, 'data'), { force: true });
+      rmSync(join(dir, 'map'), { force: true });
+    }
+    const maxSlots = Math.floor(maxBytes / CHUNK_SIZE);
+    const fd = openSync(join(dir, 'data'), reuse ? 'r+' : 'w+', 0o600);
+    const cache = new BlockCache(dir, fd, imageSize, maxSlots, reuse);
+    if (reuse) {
+      let map = Buffer.alloc(0);
+      try {
+        map = readFileSync(join(dir, 'map'));
+      } catch {
+        // No map: nothing is known to be cached.
+      }
+      cache.load(map);
+    }
+    return cache;
+  }
+
+  get cachedBytes(): number {
+    return this.units * UNIT;
+  }
+
+  has(unit: number): boolean {
+    const c = this.chunks.get(Math.floor(unit / CHUNK_UNITS));
+    return !!c && bit(c.bits, unit % CHUNK_UNITS);
+  }
+
+  /** Runs of units in [from, to) that are all present or all absent and lie in one chunk, in order. */
+  runs(from: number, to: number): Run[] {
+    const out: Run[] = [];
+    for (let u = from; u < to; u++) {
+      const present = this.has(u);
+      const last = out[out.length - 1];
+      if (last && last.present === present && u % CHUNK_UNITS !== 0) last.to = u + 1;
+      else out.push({ from: u, to: u + 1, present });
+    }
+    return out;
+  }
+
+  /** Reads a range inside one chunk whose units are present. */
+  read(offset: number, length: number): Buffer {
+    const c = this.use(Math.floor(offset / CHUNK_SIZE));
+    if (!c) throw new Error(`block cache: read of an uncached range at ${offset}`);
+    const buf = Buffer.alloc(length);
+    const n = readSync(this.fd, buf, 0, length, c.slot * CHUNK_SIZE + (offset % CHUNK_SIZE));
+    if (n !== length) throw new Error(`the block cache in ${this.dir} is shorter than it should be`);
+    return buf;
+  }
+
+  /**
+   * Stores `data` at `offset` (any range) and marks the units it covers
+   * whole; units it covers in part keep their state, their cached bytes updated.
+   */
+  store(offset: number, data: Buffer): void {
+    if (this.maxSlots === 0) return;
+    const end = offset + data.length;
+    for (let at = offset; at < end; ) {
+      const k = Math.floor(at / CHUNK_SIZE);
+      const stop = Math.min(end, (k + 1) * CHUNK_SIZE);
+      const c = this.use(k) ?? this.allocate(k);
+      writeSync(this.fd, data, at - offset, stop - at, c.slot * CHUNK_SIZE + (at % CHUNK_SIZE));
+      const first = Math.ceil(at / UNIT) - k * CHUNK_UNITS;
+      const last = Math.floor(stop / UNIT) - k * CHUNK_UNITS;
+      for (let i = first; i < last; i++) {
+        if (!bit(c.bits, i)) {
+          c.bits[i >> 3] = c.bits[i >> 3]! | (1 << (i & 7));
+          this.units++;
+        }
+      }
+      at = stop;
+    }
+  }
+
+  /** Forgets units [from, to). */
+  forget(from: number, to: number): void {
+    for (let u = from; u < to; u++) {
+      const c = this.chunks.get(Math.floor(u / CHUNK_UNITS));
+      const i = u % CHUNK_UNITS;
+      if (c && bit(c.bits, i)) {
+        c.bits[i >> 3] = c.bits[i >> 3]! & ~(1 << (i & 7));
+        this.units--;
+      }
+    }
+  }
+
+  /** Makes the cache valid for `generation` (what the remote now holds) and closes it. */
+  commit(generation: string): void {
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    const tmp = join(this.dir, 'map.tmp');
+    writeFileSync(tmp, this.save(), { mode: 0o600 });
+    renameSync(tmp, join(this.dir, 'map'));
+    writeState(this.dir, { version: STATE_VERSION, generation, imageSize: this.imageSize });
+  }
+
+  /** Closes without committing: the next run starts empty. */
+  discard(): void {
+    closeSync(this.fd);
+  }
+
+  private use(k: number): Chunk | undefined {
+    const c = this.chunks.get(k);
+    if (c) {
+      this.chunks.delete(k);
+      this.chunks.set(k, c);
+    }
+    return c;
+  }
+
+  private allocate(k: number): Chunk {
+    let slot = this.freeSlots.pop();
+    if (slot === undefined && this.nextSlot < this.maxSlots) slot = this.nextSlot++;
+    if (slot === undefined) {
+      const [oldest, victim] = this.chunks.entries().next().value as [number, Chunk];
+      this.chunks.delete(oldest);
+      this.units -= victim.bits.reduce((n, b) => n + popcount(b), 0);
+      slot = victim.slot;
+    }
+    const c = { slot, bits: Buffer.alloc(BITS_BYTES) };
+    this.chunks.set(k, c);
+    return c;
+  }
+
+  private save(): Buffer {
+    const out = Buffer.alloc(this.chunks.size * RECORD);
+    let p = 0;
+    for (const [k, c] of this.chunks) {
+      out.writeUInt32BE(k, p);
+      out.writeUInt32BE(c.slot, p + 4);
+      c.bits.copy(out, p + 8);
+      p += RECORD;
+    }
+    return out;
+  }
+
+  /** Takes back a saved map, dropping what no longer fits a smaller size limit. */
+  private load(map: Buffer): void {
+    const used = new Set<number>();
+    for (let p = 0; p + RECORD <= map.length; p += RECORD) {
+      const slot = map.readUInt32BE(p + 4);
+      if (slot >= this.maxSlots || used.has(slot)) continue;
+      used.add(slot);
+      const bits = Buffer.from(map.subarray(p + 8, p + RECORD));
+      this.chunks.set(map.readUInt32BE(p), { slot, bits });
+      this.units += bits.reduce((n, b) => n + popcount(b), 0);
+    }
+    for (const s of used) this.nextSlot = Math.max(this.nextSlot, s + 1);
+    for (let s = 0; s < this.nextSlot; s++) if (!used.has(s)) this.freeSlots.push(s);
+    if (fstatSync(this.fd).size > this.maxSlots * CHUNK_SIZE) ftruncateSync(this.fd, this.maxSlots * CHUNK_SIZE);
+  }
+}
+
+function bit(bits: Buffer, i: number): boolean {
+  return (bits[i >> 3]! & (1 << (i & 7))) !== 0;
+}
+
+function popcount(b: number): number {
+  let n = 0;
+  for (; b; b &= b - 1) n++;
+  return n;
+}
+
+function readState(dir: string): CacheState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as CacheState;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(dir: string, state: CacheState): void {
+  const tmp = join(dir, 'state.json.tmp');
+  writeFileSync(tmp, JSON.stringify(state) + '\n', { mode: 0o600 });
+  renameSync(tmp, join(dir, 'state.json'));
+}

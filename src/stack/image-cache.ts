@@ -1,0 +1,141 @@
+import type { SFTPWrapper } from 'ssh2';
+import { rm } from 'node:fs/promises';
+import type { Connection } from '../remote/connection.js';
+import { debug } from '../log.js';
+import { BlockCache } from './block-cache.js';
+import { CachedImage, type RemoteImage } from './cached-image.js';
+import type { Layer } from './layer.js';
+import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
+import { NbdServer } from './nbd-server.js';
+
+/** SFTP requests per piece: large requests are split and sent at once rather than one after another. */
+const PIECE = 64 * 1024;
+
+function call<T>(fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
+}
+
+/** The image file through its own SFTP channel, big requests split into pieces in flight together. */
+class SftpImage implements RemoteImage {
+  private fsyncSupported = true;
+
+  private constructor(
+    private readonly sftp: SFTPWrapper,
+    private readonly handle: Buffer,
+    readonly size: number,
+  ) {}
+
+  static async open(sftp: SFTPWrapper, path: string, readOnly: boolean): Promise<SftpImage> {
+    const handle = await call<Buffer>((cb) => sftp.open(path, readOnly ? 'r' : 'r+', cb));
+    const st = await call<{ size: number }>((cb) => sftp.fstat(handle, cb as never));
+    return new SftpImage(sftp, handle, st.size);
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.alloc(length);
+    await Promise.all(
+      pieces(length).map(async ([at, n]) => {
+        let got = 0;
+        while (got < n) {
+          const r = await call<number>((cb) => this.sftp.read(this.handle, buf, at + got, n - got, offset + at + got, cb as never));
+          if (!r) throw new Error(`the remote image ended at ${offset + at + got} bytes, before its size of ${this.size}: was it truncated?`);
+          got += r;
+        }
+      }),
+    );
+    return buf;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    await Promise.all(pieces(data.length).map(([at, n]) => call<void>((cb) => this.sftp.write(this.handle, data, at, n, offset + at, cb as never))));
+  }
+
+  /** fsync@openssh.com where the server has it; elsewhere a write is as durable as the server makes it. */
+  async flush(): Promise<void> {
+    if (!this.fsyncSupported) return;
+    try {
+      await call<void>((cb) => this.sftp.ext_openssh_fsync(this.handle, cb as never));
+    } catch (e) {
+      if (!/not support/i.test((e as Error).message)) throw e;
+      this.fsyncSupported = false;
+    }
+  }
+
+  async close(): Promise<void> {
+    await call<void>((cb) => this.sftp.close(this.handle, cb as never)).catch(() => {});
+    this.sftp.end();
+  }
+}
+
+function pieces(length: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let at = 0; at < length; at += PIECE) out.push([at, Math.min(PIECE, length - at)]);
+  return out;
+}
+
+export interface ImageCacheOptions {
+  conn: Connection;
+  /** The image's path on the remote, as SFTP sees it. */
+  imagePath: string;
+  socket: string;
+  cacheDir: string;
+  /** The remote generation as the run found it (what a cache must match) and as it leaves it (what the cache becomes valid for). */
+  generation: { found?: string; now?: string };
+  maxBytes: number;
+  readOnly: boolean;
+}
+
+/**
+ * Serves the remote image over NBD to the userspace LUKS engine, with the
+ * persistent block cache in front (issue 5, DESIGN section 2): a push
+ * downloads only metadata this machine has not seen. It runs in this process,
+ * like the SSH connection it depends on; a crash leaves only the socket file.
+ */
+export class ImageCacheLayer implements Layer {
+  readonly name = 'image-cache';
+  private image: SftpImage | undefined;
+  private cache: BlockCache | undefined;
+  private backend: CachedImage | undefined;
+  private server: NbdServer | undefined;
+
+  constructor(private readonly o: ImageCacheOptions) {}
+
+  async open(): Promise<string> {
+    const o = this.o;
+    this.image = await SftpImage.open(await o.conn.openSftp(), o.imagePath, o.readOnly);
+    const phdr = await this.image.read(0, Math.min(PHDR_BYTES, this.image.size));
+    // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
+    const luks = isLuks1(phdr);
+    if (o.generation.now && o.maxBytes > 0 && luks) {
+      this.cache = BlockCache.open(o.cacheDir, this.image.size, o.generation.found, o.maxBytes);
+      debug(`image cache: ${this.cache.reused ? `reusing ${this.cache.cachedBytes} bytes` : 'starting empty'} (generation ${o.generation.found ?? 'none'})`);
+    }
+    this.backend = new CachedImage(this.image, this.cache, luks ? phdrPayloadOffset(phdr) : 0, o.readOnly);
+    this.server = new NbdServer(this.backend);
+    await this.server.listen(o.socket);
+    return o.socket;
+  }
+
+  async alive(): Promise<boolean> {
+    return !!this.server && !this.o.conn.lost && !this.server.failure;
+  }
+
+  async close(): Promise<void> {
+    await this.server?.close();
+    const c = this.backend?.counters;
+    if (c) debug(`image cache: ${c.hitBytes} bytes read from the cache, ${c.missBytes} fetched, ${this.cache?.cachedBytes ?? 0} cached`);
+    let clean = !this.o.conn.lost && !this.server?.failure;
+    try {
+      if (clean) await this.backend?.flush();
+    } catch (e) {
+      clean = false;
+      throw e;
+    } finally {
+      await this.image?.close();
+      await rm(this.o.socket, { force: true });
+      // Only a run that ended cleanly knows the cache matches the remote.
+      if (this.cache && clean && this.o.generation.now) this.cache.commit(this.o.generation.now);
+      else this.cache?.discard();
+    }
+  }
+}

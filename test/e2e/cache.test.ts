@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
+import { forceCleanup } from '../helpers/cleanup.js';
+import { churnSourceTree, compareTrees } from '../helpers/independent.js';
+import { sleep } from '../helpers/proc.js';
+import { jsonOf, setupVault, type TestVault } from '../helpers/vault.js';
+
+interface RunJson {
+  command: string;
+  ok: boolean;
+  downBytes: number;
+  changedBytes?: number;
+  phases: { name: string; upBytes: number; downBytes: number }[];
+}
+
+const phase = (run: RunJson, name: string) => run.phases.find((p) => p.name === name)!;
+
+let round = 0;
+/** A change that can be made again and again (churnSourceTree deletes fixed files, so only once). */
+async function change(src: string): Promise<void> {
+  round++;
+  await writeFile(join(src, `changed-${round}.bin`), randomBytes(256 * 1024));
+  await writeFile(join(src, 'docs', 'round.txt'), `round ${round}\n`);
+}
+
+/**
+ * Issue 5: the block cache makes a push from the machine that pushed last
+ * download next to nothing, and a write from anywhere else (another machine,
+ * a tool outside sshvault) must never be hidden by it.
+ */
+describe('block cache', () => {
+  let v: TestVault;
+  let other: Workspace | undefined;
+
+  beforeAll(async () => {
+    v = await setupVault('cch');
+    await v.push();
+  });
+
+  afterAll(async () => {
+    if (other) {
+      await forceCleanup(other.dir);
+      await other.dispose();
+    }
+    await v?.dispose();
+  });
+
+  async function lastPush(ws: Workspace): Promise<RunJson> {
+    return jsonOf<{ runs: RunJson[] }>(await ws.sv(['stats', v.name, '--json']), 'stats')
+      .runs.filter((r) => r.command === 'push')
+      .pop()!;
+  }
+  const cacheGeneration = async (ws: Workspace) =>
+    (JSON.parse(await readFile(join(ws.env.XDG_CACHE_HOME!, 'sshvault', v.name, 'blocks', 'state.json'), 'utf8')) as { generation: string | null }).generation;
+  const remoteGeneration = async () => (await readFile(join(v.remoteDir, 'vault.generation'), 'utf8')).trim();
+
+  it('a push after a push from this machine downloads less than a tenth of what changed', async () => {
+    await churnSourceTree(v.src);
+    await v.push();
+    const run = await lastPush(v.ws);
+    expect(run.ok).toBe(true);
+    expect(run.changedBytes).toBeGreaterThan(0);
+    expect(phase(run, 'sync').downBytes).toBeLessThan(0.1 * run.changedBytes!);
+    // The LUKS key material, 250 KB read at every open, comes from the cache as well.
+    expect(phase(run, 'open').downBytes).toBeLessThan(16 * 1024);
+    expect(await cacheGeneration(v.ws)).toBe(await remoteGeneration());
+    expect(await v.leftovers()).toEqual([]);
+  });
+
+  it('a push from another machine empties this cache, and the next push here is still right', async () => {
+    other = await workspace(v.ws.passphrase);
+    await cp(v.ws.env.XDG_CONFIG_HOME!, other.env.XDG_CONFIG_HOME!, { recursive: true });
+    await writeFile(join(v.src, 'from-other.txt'), 'pushed by the other machine\n');
+    expectOk(await other.sv(['push', v.name]), 'push from the other machine');
+    await sleep(1100);
+    expect(await cacheGeneration(v.ws)).not.toBe(await remoteGeneration());
+
+    await change(v.src);
+    const snapshot = await v.push();
+    const run = await lastPush(v.ws);
+    // Started empty: the key material came over the wire again.
+    expect(phase(run, 'open').downBytes).toBeGreaterThan(200 * 1024);
+    expectOk(await v.ws.sv(['check', v.name]), 'check');
+    const out = join(v.scratch, 'restored');
+    expectOk(await v.ws.sv(['restore', v.name, snapshot, out]), 'restore');
+    expect(await compareTrees(v.src, join(out, v.src), { xattrs: true })).toEqual([]);
+    expect(await v.leftovers()).toEqual([]);
+  });
+
+  it('check reads the image from the remote, not from the cache', async () => {
+    const r = jsonOf<{ run: RunJson }>(await v.ws.sv(['check', v.name, '--json']), 'check');
+    expect(phase(r.run, 'fsck').downBytes).toBeGreaterThan(256 * 1024);
+  });
+
+  it("cacheBytes 0 in the vault's config turns the cache off", async () => {
+    const file = join(v.ws.env.XDG_CONFIG_HOME!, 'sshvault', `${v.name}.json`);
+    const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...config, cacheBytes: 0 }, null, 2));
+    await v.push();
+    await change(v.src);
+    await v.push();
+    const run = await lastPush(v.ws);
+    expect(phase(run, 'open').downBytes).toBeGreaterThan(200 * 1024);
+    expect(phase(run, 'sync').downBytes).toBeGreaterThan(0.1 * run.changedBytes!);
+    await writeFile(file, JSON.stringify(config, null, 2));
+  });
+});
