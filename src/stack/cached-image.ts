@@ -48,10 +48,12 @@ export class CachedImage implements BlockBackend {
   private readonly unacked = new Set<Promise<void>>();
   private unackedBytes = 0;
   private writeError: Error | undefined;
+  /** Why the cache was dropped in this run: a local disk problem must not fail a backup. */
+  cacheError: Error | undefined;
 
   constructor(
     private readonly remote: RemoteImage,
-    private readonly cache: BlockCache | undefined,
+    private cache: BlockCache | undefined,
     private readonly headerEnd: number,
     readonly readOnly: boolean,
   ) {}
@@ -68,17 +70,22 @@ export class CachedImage implements BlockBackend {
     const fill = length <= READ_FILL_MAX || end <= this.headerEnd;
     const missing: { from: number; to: number }[] = [];
     // Cached runs are copied now, in one go, before anything can change the cache.
-    for (const run of cache.runs(Math.floor(offset / UNIT), Math.ceil(end / UNIT))) {
-      const from = Math.max(offset, run.from * UNIT);
-      const to = Math.min(end, run.to * UNIT);
-      if (run.present) {
-        cache.read(from, to - from).copy(out, from - offset);
-        this.counters.hitBytes += to - from;
-      } else {
-        const last = missing[missing.length - 1];
-        if (last && last.to === run.from) last.to = run.to;
-        else missing.push({ from: run.from, to: run.to });
+    try {
+      for (const run of cache.runs(Math.floor(offset / UNIT), Math.ceil(end / UNIT))) {
+        const from = Math.max(offset, run.from * UNIT);
+        const to = Math.min(end, run.to * UNIT);
+        if (run.present) {
+          cache.read(from, to - from).copy(out, from - offset);
+          this.counters.hitBytes += to - from;
+        } else {
+          const last = missing[missing.length - 1];
+          if (last && last.to === run.from) last.to = run.to;
+          else missing.push({ from: run.from, to: run.to });
+        }
       }
+    } catch (e) {
+      this.drop(e);
+      return this.fetch(offset, length);
     }
     if (!missing.length) return out;
     const seq = this.writeSeq;
@@ -97,7 +104,7 @@ export class CachedImage implements BlockBackend {
           const unitTo = Math.min(run.to * UNIT, this.size);
           const got = await this.fetch(unitFrom, unitTo - unitFrom);
           got.copy(out, from - offset, from - unitFrom, to - unitFrom);
-          if (!this.writtenSince(seq, unitFrom, unitTo)) cache.store(unitFrom, got);
+          if (!this.writtenSince(seq, unitFrom, unitTo)) this.store(unitFrom, got);
         }),
       );
     } finally {
@@ -111,7 +118,7 @@ export class CachedImage implements BlockBackend {
     const seq = ++this.writeSeq;
     const end = offset + data.length;
     if (this.readsInFlight) this.recentWrites.push({ from: offset, to: end, seq });
-    this.cache?.store(offset, data);
+    this.store(offset, data);
     // Sent now, in order with any later read on the same channel: SFTP servers answer in order.
     const sent = this.remote.write(offset, data).then(
       () => {},
@@ -135,6 +142,19 @@ export class CachedImage implements BlockBackend {
     await Promise.all([...this.unacked]);
     if (this.writeError) throw this.writeError;
     await this.remote.flush();
+  }
+
+  private store(offset: number, data: Buffer): void {
+    try {
+      this.cache?.store(offset, data);
+    } catch (e) {
+      this.drop(e);
+    }
+  }
+
+  private drop(e: unknown): void {
+    this.cacheError ??= e as Error;
+    this.cache = undefined;
   }
 
   private async fetch(offset: number, length: number): Promise<Buffer> {

@@ -83,6 +83,7 @@ export interface ImageCacheOptions {
   generation: { found?: string; now?: string };
   maxBytes: number;
   readOnly: boolean;
+  notice: (message: string) => void;
 }
 
 /**
@@ -107,8 +108,12 @@ export class ImageCacheLayer implements Layer {
     // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
     const luks = isLuks1(phdr);
     if (o.generation.now && o.maxBytes > 0 && luks) {
-      this.cache = BlockCache.open(o.cacheDir, this.image.size, o.generation.found, o.maxBytes);
-      debug(`image cache: ${this.cache.reused ? `reusing ${this.cache.cachedBytes} bytes` : 'starting empty'} (generation ${o.generation.found ?? 'none'})`);
+      try {
+        this.cache = BlockCache.open(o.cacheDir, this.image.size, o.generation.found, o.maxBytes);
+        debug(`image cache: ${this.cache.reused ? `reusing ${this.cache.cachedBytes} bytes` : 'starting empty'} (generation ${o.generation.found ?? 'none'})`);
+      } catch (e) {
+        o.notice(`The block cache in ${o.cacheDir} cannot be used (${(e as Error).message}); this run reads everything from the remote.`);
+      }
     }
     this.backend = new CachedImage(this.image, this.cache, luks ? phdrPayloadOffset(phdr) : 0, o.readOnly);
     this.server = new NbdServer(this.backend);
@@ -133,9 +138,19 @@ export class ImageCacheLayer implements Layer {
     } finally {
       await this.image?.close();
       await rm(this.o.socket, { force: true });
+      const dropped = this.backend?.cacheError;
+      if (dropped) this.o.notice(`The block cache in ${this.o.cacheDir} failed (${dropped.message}) and was dropped; the next run starts it anew.`);
       // Only a run that ended cleanly knows the cache matches the remote.
-      if (this.cache && clean && this.o.generation.now) this.cache.commit(this.o.generation.now);
+      if (this.cache && clean && !dropped && this.o.generation.now) this.commitCache(this.o.generation.now);
       else this.cache?.discard();
+    }
+  }
+
+  private commitCache(generation: string): void {
+    try {
+      this.cache!.commit(generation);
+    } catch (e) {
+      this.o.notice(`Could not save the block cache in ${this.o.cacheDir} (${(e as Error).message}); the next run starts it anew.`);
     }
   }
 }

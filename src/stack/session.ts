@@ -175,6 +175,7 @@ export class VaultSession {
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
       maxBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       readOnly: this.o.readOnly,
+      notice: this.o.notice,
     });
     return [
       cache,

@@ -95,6 +95,17 @@ describe('block cache', () => {
     expect(phase(r.run, 'fsck').downBytes).toBeGreaterThan(256 * 1024);
   });
 
+  it('a cache directory that cannot be used costs a notice, not the backup', async () => {
+    const notADir = join(v.scratch, 'cache-is-a-file');
+    await writeFile(notADir, 'not a directory\n');
+    await change(v.src);
+    const r = await v.ws.sv(['push', v.name], { env: { XDG_CACHE_HOME: notADir } });
+    expectOk(r, 'push with an unusable cache');
+    expect(r.stderr).toMatch(/block cache in .* cannot be used/);
+    expect(await v.leftovers()).toEqual([]);
+    await sleep(1100);
+  });
+
   it("cacheBytes 0 in the vault's config turns the cache off", async () => {
     const file = join(v.ws.env.XDG_CONFIG_HOME!, 'sshvault', `${v.name}.json`);
     const config = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;

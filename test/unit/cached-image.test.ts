@@ -155,6 +155,21 @@ describe('CachedImage', () => {
     expect((await image.read(30 * UNIT, UNIT)).equals(fresh)).toBe(true);
   });
 
+  it('drops a cache that fails (a full local disk) and goes on with the remote alone', async () => {
+    await image.read(60 * UNIT, UNIT);
+    cache.store = () => {
+      throw new Error('ENOSPC: no space left on device');
+    };
+    const data = Buffer.alloc(2 * UNIT, 0x77);
+    await image.write(60 * UNIT, data);
+    await image.flush();
+    expect(remote.bytes.subarray(60 * UNIT, 62 * UNIT).equals(data)).toBe(true);
+    expect(image.cacheError?.message).toMatch(/ENOSPC/);
+    remote.readBytes = 0;
+    expect((await image.read(60 * UNIT, 2 * UNIT)).equals(data)).toBe(true);
+    expect(remote.readBytes).toBe(2 * UNIT);
+  });
+
   it('passes a flush to the remote', async () => {
     await image.flush();
     expect(remote.flushes).toBe(1);
