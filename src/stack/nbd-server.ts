@@ -133,13 +133,14 @@ export class NbdServer {
     });
   }
 
-  /** Stops accepting, waits for requests in flight, drops the connections. */
+  /** Stops accepting, waits for requests in flight, drops the connections (a client still there would keep the server open). */
   async close(): Promise<void> {
     const server = this.server;
     this.server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     await Promise.allSettled([...this.inFlight]);
     for (const s of this.sockets) s.destroy();
+    await closed;
   }
 
   private serve(sock: net.Socket): void {

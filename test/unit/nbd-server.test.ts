@@ -72,6 +72,16 @@ describe('NbdServer', () => {
     expect(mem.bytes.every((b) => b === 0)).toBe(true);
   });
 
+  it('closes while a client is still connected', async () => {
+    const uri = await serve(new Memory(1 << 20));
+    const client = execa('qemu-io', ['-f', 'raw', uri], { reject: false, buffer: false, stdin: 'pipe' });
+    await new Promise((r) => setTimeout(r, 300));
+    await server!.close();
+    server = undefined;
+    client.kill();
+    await client;
+  });
+
   it('answers a failing backend with an error and records it', async () => {
     const mem = new Memory(1 << 20);
     mem.read = async () => {
