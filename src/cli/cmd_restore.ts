@@ -73,6 +73,8 @@ function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
     engine: 'auto',
     sources: [],
     excludes: [],
+    // Nothing of an ad-hoc vault stays on this machine, and no later run could use a cache of it.
+    cacheBytes: 0,
     ...(a.identity ? { identity: resolve(a.identity) } : {}),
     ...(a.knownHosts ? { knownHosts: resolve(a.knownHosts) } : {}),
   };

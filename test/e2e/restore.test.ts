@@ -62,6 +62,7 @@ describe('restore and mount', () => {
     expect(r.run.phases.find((p) => p.name === 'restore')!.downBytes).toBeGreaterThan(v.tree.regularBytes * 0.9);
     // Nothing of this vault was saved on the fresh machine.
     expect(await readdir(fresh.env.XDG_CONFIG_HOME).catch(() => [])).toEqual([]);
+    expect(await readdir(fresh.env.XDG_CACHE_HOME).catch(() => [])).toEqual([]);
     expect(await v.leftovers()).toEqual([]);
     expect(await readdir(join(v.remoteDir, 'vault.readers'))).toEqual([]);
   });
