@@ -164,6 +164,7 @@ export async function meteredSession<T>(
     downBytes: totals.downBytes,
     phases: meter.phases,
     ...(facts.rsync ? { rsync: facts.rsync } : {}),
+    ...(session.imageCache?.counters ? { cache: { ...session.imageCache.counters } } : {}),
   };
   await appendRun(ctx.paths.runsFile, record);
   return { value, error, record };

@@ -21,6 +21,8 @@ export interface RunRecord {
   downBytes: number;
   phases: PhaseRecord[];
   rsync?: RsyncStats;
+  /** Userspace engine: bytes of the image the block cache answered, and bytes fetched from the remote. */
+  cache?: { hitBytes: number; missBytes: number };
 }
 
 export async function appendRun(file: string, record: RunRecord): Promise<void> {

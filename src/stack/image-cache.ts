@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import type { Connection } from '../remote/connection.js';
 import { debug } from '../log.js';
 import { BlockCache } from './block-cache.js';
-import { CachedImage, type RemoteImage } from './cached-image.js';
+import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
 import type { Layer } from './layer.js';
 import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
 import { NbdServer } from './nbd-server.js';
@@ -100,6 +100,11 @@ export class ImageCacheLayer implements Layer {
   private server: NbdServer | undefined;
 
   constructor(private readonly o: ImageCacheOptions) {}
+
+  /** What this run read from the cache and from the remote, in bytes; kept after close for the run record. */
+  get counters(): CacheCounters | undefined {
+    return this.backend?.counters;
+  }
 
   async open(): Promise<string> {
     const o = this.o;

@@ -59,6 +59,8 @@ export class VaultSession {
   engine: Engine | undefined;
   /** The remote generation as this run found it, and as it leaves it: a writer replaces it before it writes. */
   generation: { found?: string; now?: string } = {};
+  /** The userspace engine's image cache, once the decryption layers were made. */
+  imageCache: ImageCacheLayer | undefined;
   private createdImage = false;
 
   constructor(readonly o: SessionOptions) {
@@ -167,7 +169,7 @@ export class VaultSession {
     if (this.engine === 'kernel') {
       return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(this.o.config.name, this.o.passphrase, this.o.readOnly)];
     }
-    const cache = new ImageCacheLayer({
+    const cache = (this.imageCache = new ImageCacheLayer({
       conn: this.conn!,
       imagePath: this.imagePath,
       socket: p.imageSocket,
@@ -176,7 +178,7 @@ export class VaultSession {
       maxBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       readOnly: this.o.readOnly,
       notice: this.o.notice,
-    });
+    }));
     return [
       cache,
       new UserspaceLuksLayer(p.run, p.nbdSocket, p.plainMount, this.o.passphrase, this.o.readOnly),

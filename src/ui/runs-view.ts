@@ -78,6 +78,7 @@ export function renderRunSummary(r: RunRecord, catalog: Catalog, link = DEFAULT_
     ),
     '',
     `changed ${formatBytes(r.changedBytes)}; sent ${ratio(r.upBytes, r.changedBytes)} and received ${ratio(r.downBytes, r.changedBytes)} of that on the wire; on a ${link} link this run takes ${onLink(r.upBytes, r.downBytes, link)}`,
+    ...(r.cache?.hitBytes ? [`the local block cache answered ${formatBytes(r.cache.hitBytes)} of reads, ${formatBytes(r.cache.missBytes)} came from the remote`] : []),
   ];
   return lines.join('\n');
 }

@@ -13,6 +13,7 @@ interface RunJson {
   ok: boolean;
   downBytes: number;
   changedBytes?: number;
+  cache?: { hitBytes: number; missBytes: number };
   phases: { name: string; upBytes: number; downBytes: number }[];
 }
 
@@ -67,6 +68,8 @@ describe('block cache', () => {
     // The LUKS key material, 250 KB read at every open, comes from the cache as well.
     expect(phase(run, 'open').downBytes).toBeLessThan(16 * 1024);
     expect(await cacheGeneration(v.ws)).toBe(await remoteGeneration());
+    // The run record says so: the filesystem's reads were answered here.
+    expect(run.cache!.hitBytes).toBeGreaterThan(run.cache!.missBytes);
     expect(await v.leftovers()).toEqual([]);
   });
 

@@ -69,5 +69,11 @@ describe('stats rendering', () => {
     );
     expect(text).toContain('Snapshot 2026-11-22T030000Z complete: 9000 files, 40 GiB');
     expect(text).toMatch(/sent 4\.8x and received 4\.8x/);
+    expect(text).not.toContain('block cache');
+  });
+
+  it('the push summary says what the block cache saved', () => {
+    const text = plain(renderRunSummary(run({ cache: { hitBytes: 3 * MiB, missBytes: 12 * 1024 } }), { version: 1, vaultId: 'v', snapshots: [] }));
+    expect(text).toContain('the local block cache answered 3 MiB of reads, 12 KiB came from the remote');
   });
 });
