@@ -122,14 +122,16 @@ async function takeWithOwner(sftp: SFTPWrapper, dir: string, me: LockOwner): Pro
 
 /**
  * Staging directories of runs cut off while taking the lock. Only the lock's
- * holder sweeps; a run still staging loses nothing: its rename would fail anyway.
+ * holder sweeps, and only as far as it can: a run still staging right now may
+ * put its owner.json back in between, and removes its directory itself when
+ * its rename fails.
  */
 async function sweepStaging(sftp: SFTPWrapper, remoteDir: string, dir: string): Promise<void> {
   const prefix = `${dir.slice(dir.lastIndexOf('/') + 1)}.`;
   for (const name of await readdirNames(sftp, remoteDir)) {
     if (!name.startsWith(prefix)) continue;
-    debug(`removing the lock staging directory ${name} of a run that was cut off`);
-    await remove(sftp, `${remoteDir.replace(/\/+$/, '')}/${name}`);
+    debug(`removing the lock staging directory ${name}`);
+    await remove(sftp, `${remoteDir.replace(/\/+$/, '')}/${name}`).catch((e: Error) => debug(`left ${name}: ${e.message}`));
   }
 }
 

@@ -129,7 +129,7 @@ describe('signals, crashes and concurrent clients', () => {
       await copyFile(join(ws.env.XDG_STATE_HOME, 'sshvault', 'crash', 'luks-header.img'), join(other.env.XDG_STATE_HOME, 'sshvault', 'crash', 'luks-header.img'));
       await bigChange();
       const [a, b] = await Promise.all([ws.sv(['push', 'crash']), other.sv(['push', 'crash'])]);
-      expect([a.exitCode, b.exitCode].sort()).toEqual([0, 5]);
+      expect([a.exitCode, b.exitCode].sort(), `${a.stderr}\n${b.stderr}`).toEqual([0, 5]);
       const loser = a.exitCode === 5 ? a : b;
       expect(loser.stderr).toMatch(/locked by push by pid \d+ on .*, started/);
       expect(await leftovers(ws.dir)).toEqual([]);
@@ -145,5 +145,18 @@ describe('signals, crashes and concurrent clients', () => {
     } finally {
       await other.dispose();
     }
+  });
+
+  it('lock staging directories of runs cut off are swept, and one that cannot be does not fail the push', async () => {
+    // Cut off after its mkdir: empty. Cut off after owner.json, or racing the sweep: more than that.
+    await mkdir(join(remoteDir, 'vault.lock.cut-off'));
+    await mkdir(join(remoteDir, 'vault.lock.racing'));
+    await writeFile(join(remoteDir, 'vault.lock.racing', 'owner.json'), '{}\n');
+    await writeFile(join(remoteDir, 'vault.lock.racing', 'written-meanwhile'), '');
+    await bigChange();
+    expectOk(await ws.sv(['push', 'crash']), 'push with staging leftovers');
+    const left = (await readdir(remoteDir)).filter((n) => n.startsWith('vault.lock'));
+    expect(left).toEqual(['vault.lock.racing']);
+    await rm(join(remoteDir, 'vault.lock.racing'), { recursive: true });
   });
 });
