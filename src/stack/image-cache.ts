@@ -77,6 +77,8 @@ export interface ImageCacheOptions {
   conn: Connection;
   /** The image's path on the remote, as SFTP sees it. */
   imagePath: string;
+  /** Its LUKS header if the session has read it already; read here otherwise (init formats after connecting). */
+  phdr?: Buffer;
   socket: string;
   cacheDir: string;
   /** The remote generation as the run found it (what a cache must match) and as it leaves it (what the cache becomes valid for). */
@@ -109,7 +111,7 @@ export class ImageCacheLayer implements Layer {
   async open(): Promise<string> {
     const o = this.o;
     this.image = await SftpImage.open(await o.conn.openSftp(), o.imagePath, o.readOnly);
-    const phdr = await this.image.read(0, Math.min(PHDR_BYTES, this.image.size));
+    const phdr = o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
     // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
     const luks = isLuks1(phdr);
     if (o.generation.now && o.maxBytes > 0 && luks) {

@@ -61,6 +61,8 @@ export class VaultSession {
   generation: { found?: string; now?: string } = {};
   /** The userspace engine's image cache, once the decryption layers were made. */
   imageCache: ImageCacheLayer | undefined;
+  /** The remote LUKS header as checked at connect; init has none yet. */
+  private phdr: Buffer | undefined;
   private createdImage = false;
 
   constructor(readonly o: SessionOptions) {
@@ -141,6 +143,7 @@ export class VaultSession {
       throw new UsageError(`the remote image ${image} is missing; if it was lost, a new vault needs 'sshvault init' (the local header backup cannot bring back data)`);
     }
     const remote = await readRange(sftp, image, 0, PHDR_BYTES);
+    this.phdr = remote;
     if (!isLuks1(remote)) {
       throw new UsageError(
         `the remote image ${image} has no LUKS1 header; if it was overwritten, restore it from ${this.o.paths.headerBackup} with 'cryptsetup luksHeaderRestore' (README: Restore without sshvault)`,
@@ -172,6 +175,7 @@ export class VaultSession {
     const cache = (this.imageCache = new ImageCacheLayer({
       conn: this.conn!,
       imagePath: this.imagePath,
+      phdr: this.phdr,
       socket: p.imageSocket,
       cacheDir: p.blockCache,
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
