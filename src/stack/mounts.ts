@@ -40,6 +40,8 @@ export async function isMounted(target: string): Promise<boolean> {
   return (await mountAt(target)) !== undefined;
 }
 
+const FUSECTL = '/sys/fs/fuse/connections';
+
 /**
  * Last resort for a hung FUSE mount (DESIGN section 8): writers blocked on a
  * dead sshfs cannot be killed until the FUSE connection is aborted.
@@ -48,13 +50,16 @@ export async function abortFuse(target: string): Promise<boolean> {
   const m = await mountAt(target);
   if (!m || !m.type.startsWith('fuse')) return false;
   const minor = m.device.split(':')[1];
+  // fusectl is not mounted everywhere; without it there is no abort file to write. What we mount we take down again.
+  const mountedHere = !(await isMounted(FUSECTL));
   try {
-    // fusectl is not mounted everywhere; without it there is no abort file to write.
-    if (!(await isMounted('/sys/fs/fuse/connections'))) await run('mount', ['-t', 'fusectl', 'fusectl', '/sys/fs/fuse/connections']);
-    await writeFile(`/sys/fs/fuse/connections/${minor}/abort`, '1');
+    if (mountedHere) await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]);
+    await writeFile(`${FUSECTL}/${minor}/abort`, '1');
     return true;
   } catch {
     return false;
+  } finally {
+    if (mountedHere && (await isMounted(FUSECTL))) await run('umount', [FUSECTL]).catch(() => {});
   }
 }
 

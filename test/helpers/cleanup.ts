@@ -161,10 +161,10 @@ async function abort(connection: number): Promise<void> {
   if (existsSync(`${FUSECTL}/${connection}`)) await writeFile(`${FUSECTL}/${connection}/abort`, '1').catch(() => undefined);
 }
 
-async function ensureFusectl(): Promise<void> {
-  if ((await mounts()).some((m) => m.target === FUSECTL)) return;
-  // Left mounted: it is where the kernel's FUSE switches belong (systemd mounts it at boot), and it holds no state.
-  await execa('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { reject: false });
+/** Mounts fusectl if it is not there; true if it mounted it, so that the caller takes it down again. */
+async function ensureFusectl(): Promise<boolean> {
+  if ((await mounts()).some((m) => m.target === FUSECTL)) return false;
+  return (await execa('mount', ['-t', 'fusectl', 'fusectl', FUSECTL], { reject: false })).exitCode === 0;
 }
 
 /**
@@ -174,7 +174,7 @@ async function ensureFusectl(): Promise<void> {
  */
 export async function forceCleanup(prefix?: string): Promise<string[]> {
   const scene = await look(prefix);
-  if (scene.fuseMounts.length) await ensureFusectl();
+  const mountedFusectl = scene.fuseMounts.length ? await ensureFusectl() : false;
   const deepestFirst = (x: Mount, y: Mount) => y.target.length - x.target.length;
   const sshfs = (m: Mount) => m.type === 'fuse.sshfs';
   const t = new Teardown();
@@ -187,5 +187,6 @@ export async function forceCleanup(prefix?: string): Promise<string[]> {
   for (const m of scene.fuseMounts.filter(sshfs).sort(deepestFirst)) await t.dropFuse(m);
   stuck.push(...(await terminate(scene.daemons.filter((d) => d.comm !== 'qemu-nbd').map((d) => d.pid), 3000)));
   await t.finish(stuck);
+  if (mountedFusectl) await execa('umount', [FUSECTL], { reject: false });
   return leftovers(prefix);
 }
