@@ -18,7 +18,7 @@ function isNoSuchFile(e: unknown): boolean {
   return isStatus(e, NO_SUCH_FILE);
 }
 
-function call<T>(fn: (cb: (err: SftpError | null | undefined, v: T) => void) => void): Promise<T> {
+export function call<T>(fn: (cb: (err: SftpError | null | undefined, v: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
 }
 
@@ -108,19 +108,22 @@ export async function writeFile(sftp: SFTPWrapper, path: string, data: string | 
   }
 }
 
+/** Fills buf[at, at + length) from `position` of an open file; fewer bytes only at the end of the file. Returns how many. */
+export async function readInto(sftp: SFTPWrapper, handle: Buffer, buf: Buffer, at: number, length: number, position: number): Promise<number> {
+  let got = 0;
+  while (got < length) {
+    const n = await call<number>((cb) => sftp.read(handle, buf, at + got, length - got, position + got, cb as never));
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
 export async function readRange(sftp: SFTPWrapper, path: string, offset: number, length: number): Promise<Buffer> {
   const handle = await call<Buffer>((cb) => sftp.open(path, 'r', cb));
   try {
     const buf = Buffer.alloc(length);
-    let got = 0;
-    while (got < length) {
-      const n = await new Promise<number>((resolve, reject) =>
-        sftp.read(handle, buf, got, length - got, offset + got, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
-      );
-      if (n === 0) break;
-      got += n;
-    }
-    return buf.subarray(0, got);
+    return buf.subarray(0, await readInto(sftp, handle, buf, 0, length, offset));
   } finally {
     await call<void>((cb) => sftp.close(handle, cb));
   }

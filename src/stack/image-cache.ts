@@ -1,6 +1,7 @@
 import type { SFTPWrapper } from 'ssh2';
 import { rm } from 'node:fs/promises';
 import type { Connection } from '../remote/connection.js';
+import { call, readInto } from '../remote/sftp.js';
 import { debug } from '../log.js';
 import { BlockCache } from './block-cache.js';
 import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
@@ -10,10 +11,6 @@ import { NbdServer } from './nbd-server.js';
 
 /** SFTP requests per piece: large requests are split and sent at once rather than one after another. */
 const PIECE = 64 * 1024;
-
-function call<T>(fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
-}
 
 /** The image file through its own SFTP channel, big requests split into pieces in flight together. */
 class SftpImage implements RemoteImage {
@@ -35,12 +32,8 @@ class SftpImage implements RemoteImage {
     const buf = Buffer.alloc(length);
     await Promise.all(
       pieces(length).map(async ([at, n]) => {
-        let got = 0;
-        while (got < n) {
-          const r = await call<number>((cb) => this.sftp.read(this.handle, buf, at + got, n - got, offset + at + got, cb as never));
-          if (!r) throw new Error(`the remote image ended at ${offset + at + got} bytes, before its size of ${this.size}: was it truncated?`);
-          got += r;
-        }
+        const got = await readInto(this.sftp, this.handle, buf, at, n, offset + at);
+        if (got < n) throw new Error(`the remote image ended at ${offset + at + got} bytes, before its size of ${this.size}: was it truncated?`);
       }),
     );
     return buf;
