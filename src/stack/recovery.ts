@@ -1,7 +1,7 @@
 import { open, readFile, rm } from 'node:fs/promises';
 import type { VaultPaths } from '../config/paths.js';
 import { LockHeldError } from '../errors.js';
-import { pidAlive } from '../remote/lock.js';
+import { pidAlive } from '../proc.js';
 import { FsLayer } from './fs.js';
 import type { Leftover } from './layer.js';
 import { LoopLayer } from './loop.js';
