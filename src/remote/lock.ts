@@ -21,10 +21,28 @@ export interface LockOwner extends LockIdentity {
 
 type Taker = Pick<LockOwner, 'vaultId' | 'runId' | 'command'>;
 
-/** Who this run is and how it sees processes; tests play several machines in one process. */
+/** Who this run is, for a given vault id, and how it sees processes; tests play several machines in one process. */
 export interface LockContext {
-  here?: LockIdentity;
+  identify?: (vaultId: string) => LockIdentity;
   proc?: ProcessFacts;
+}
+
+/**
+ * A lock is judged against this machine's identity for the vault id the
+ * lock records: a restore configured by flags knows no vault id, and its
+ * leftovers must still be recognised by the vault's own runs.
+ */
+function judge(ctx: LockContext) {
+  const proc = ctx.proc ?? localProcesses;
+  const identify = ctx.identify ?? ((vaultId: string) => thisProcess(vaultId, proc));
+  return {
+    identify,
+    stale: (o: Partial<LockOwner>) => isStale(o, identify(String(o.vaultId)), proc),
+    hint: (o: Partial<LockOwner>) => {
+      const here = identify(String(o.vaultId));
+      return o.host === here.host && o.machine !== here.machine ? ' (a machine of the same name, or an older sshvault on this one)' : '';
+    },
+  };
 }
 
 function lockDir(remoteDir: string): string {
@@ -34,11 +52,6 @@ function lockDir(remoteDir: string): string {
 /** Every field came from the remote: printed only as plain text. */
 export function describeOwner(o: Partial<LockOwner>): string {
   return `${sanitize(o.command)} by pid ${sanitize(o.pid)} on ${sanitize(o.host)}, started ${sanitize(o.started)}`;
-}
-
-/** Said when a lock names this host but cannot be proven to be this machine's. */
-function sameNameHint(o: Partial<LockOwner>, here: LockIdentity): string {
-  return o.host === here.host && o.machine !== here.machine ? ' (a machine of the same name, or an older sshvault on this one)' : '';
 }
 
 function parseOwner(raw: Buffer | undefined): Partial<LockOwner> | undefined {
@@ -89,10 +102,9 @@ export async function acquireLock(
   notice: (message: string) => void,
   ctx: LockContext = {},
 ): Promise<RemoteLock> {
-  const proc = ctx.proc ?? localProcesses;
-  const here = ctx.here ?? thisProcess(owner.vaultId, proc);
+  const j = judge(ctx);
   const dir = lockDir(remoteDir);
-  const me: LockOwner = { ...here, started: new Date().toISOString(), ...owner };
+  const me: LockOwner = { ...j.identify(owner.vaultId), started: new Date().toISOString(), ...owner };
   for (let attempt = 0; attempt < 2; attempt++) {
     if (await takeWithOwner(files, dir, me)) {
       debug(`took remote lock ${dir}`);
@@ -103,13 +115,13 @@ export async function acquireLock(
     if (!holder) {
       throw new LockHeldError(`the vault is locked (${dir} exists without an owner, perhaps a run died while taking it); if no other run is active, run 'sshvault unlock --force'`);
     }
-    if (attempt === 0 && isStale(holder, here, proc)) {
+    if (attempt === 0 && j.stale(holder)) {
       notice(`Breaking a stale lock left by pid ${sanitize(holder.pid)} on this machine (${sanitize(holder.command)}, started ${sanitize(holder.started)}).`);
       await remove(files, dir);
       continue;
     }
     throw new LockHeldError(
-      `the vault is locked by ${describeOwner(holder)}${sameNameHint(holder, here)}; wait for it to finish, or if that run is dead, run 'sshvault unlock --force'`,
+      `the vault is locked by ${describeOwner(holder)}${j.hint(holder)}; wait for it to finish, or if that run is dead, run 'sshvault unlock --force'`,
     );
   }
   throw new LockHeldError(`another client took the lock at ${dir} while a stale one was being broken; try again`);
@@ -217,12 +229,10 @@ export async function acquireSharedLock(
 export async function assertNoReaders(
   files: RemoteFiles,
   remoteDir: string,
-  vaultId: string,
   notice: (message: string) => void,
   ctx: LockContext = {},
 ): Promise<void> {
-  const proc = ctx.proc ?? localProcesses;
-  const here = ctx.here ?? thisProcess(vaultId, proc);
+  const j = judge(ctx);
   const dir = readersDir(remoteDir);
   for (const name of await files.readdir(dir)) {
     if (!name.endsWith('.json')) continue;
@@ -231,12 +241,12 @@ export async function assertNoReaders(
     // Released while we looked.
     if (!raw) continue;
     const reader = parseOwner(raw);
-    if (reader && isStale(reader, here, proc)) {
+    if (reader && j.stale(reader)) {
       notice(`Removing a stale read lock left by pid ${sanitize(reader.pid)} on this machine (${sanitize(reader.command)}, started ${sanitize(reader.started)}).`);
       await files.unlink(file);
       continue;
     }
-    const who = reader ? `${describeOwner(reader)}${sameNameHint(reader, here)}` : `an unreadable reader entry ${sanitize(file)}`;
+    const who = reader ? `${describeOwner(reader)}${j.hint(reader)}` : `an unreadable reader entry ${sanitize(file)}`;
     throw new LockHeldError(
       `the vault is being read (${who}); wait for it, or run 'sshvault umount' where it is mounted; if that reader is dead, run 'sshvault unlock --force'`,
     );

@@ -101,7 +101,7 @@ export class VaultSession {
       this.lock = await acquireSharedLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice);
     } else {
       this.lock = await acquireLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice);
-      await assertNoReaders(sftpFiles(sftp), this.remote.dir, this.o.config.vaultId, this.o.notice);
+      await assertNoReaders(sftpFiles(sftp), this.remote.dir, this.o.notice);
     }
     if (create) await this.createImage(create.size, create.preallocate);
     else await this.checkHeader();

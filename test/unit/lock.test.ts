@@ -17,8 +17,12 @@ function processes(live: Record<number, number>): ProcessFacts {
 const machineA = { host: 'debian', machine: 'a'.repeat(64), boot: '1'.repeat(64) };
 const machineB = { host: 'debian', machine: 'b'.repeat(64), boot: '2'.repeat(64) };
 
-function client(m: typeof machineA, pid: number, live: Record<number, number>): LockContext & { here: LockIdentity } {
-  return { here: { ...m, pid, pidStart: live[pid] }, proc: processes(live) };
+/** As thisProcess: the machine and boot hashes are keyed per vault id. */
+function client(m: typeof machineA, pid: number, live: Record<number, number>): LockContext {
+  return {
+    identify: (vaultId) => ({ host: m.host, machine: `${m.machine}:${vaultId}`, boot: `${m.boot}:${vaultId}`, pid, pidStart: live[pid] }),
+    proc: processes(live),
+  };
 }
 
 function taker(runId: string) {
@@ -143,16 +147,26 @@ describe('read locks', () => {
     expect(files.dirs.has(`${DIR}/vault.lock`)).toBe(false);
     const writer = client(machineA, 11, { 11: 1 });
     const lock = await acquireLock(files, DIR, taker('w'), () => {}, writer);
-    await expect(assertNoReaders(files, DIR, 'vault-1', () => {}, writer)).rejects.toThrow(/being read \(mount by pid 10 on debian.*a machine of the same name/);
+    await expect(assertNoReaders(files, DIR, () => {}, writer)).rejects.toThrow(/being read \(mount by pid 10 on debian.*a machine of the same name/);
     await lock.release();
     // Machine B itself, after the reader died, removes it.
     const notices: string[] = [];
     const b = client(machineB, 12, { 12: 1 });
     const lockB = await acquireLock(files, DIR, taker('w2'), () => {}, b);
-    await assertNoReaders(files, DIR, 'vault-1', (m) => notices.push(m), b);
+    await assertNoReaders(files, DIR, (m) => notices.push(m), b);
     expect(notices).toEqual([expect.stringMatching(/^Removing a stale read lock left by pid 10 on this machine/)]);
     expect(files.files.has(reader.file)).toBe(false);
     await lockB.release();
+  });
+
+  it('a dead reader of this machine that knew no vault id (a restore configured by flags) is recognised by the vault\'s writer', async () => {
+    const files = new MemoryFiles(DIR);
+    const reader = await acquireSharedLock(files, DIR, { vaultId: 'unknown (restore from flags)', runId: 'r', command: 'restore' }, () => {}, client(machineA, 10, { 10: 1 }));
+    const writer = client(machineA, 11, { 11: 1 });
+    const lock = await acquireLock(files, DIR, taker('w'), () => {}, writer);
+    await assertNoReaders(files, DIR, () => {}, writer);
+    expect(files.files.has(reader.file)).toBe(false);
+    await lock.release();
   });
 
   it('a read lock that is no longer ours is left alone at release', async () => {
