@@ -5,7 +5,7 @@ import { stateRoot } from '../config/paths.js';
 import { LockHeldError, SshvaultError, UsageError } from '../errors.js';
 import { spawnDaemon } from '../exec.js';
 import { isDebug } from '../log.js';
-import { pidAlive } from '../remote/lock.js';
+import { pidAlive } from '../proc.js';
 import { imageLayout, readVaultMeta } from '../snapshot/layout.js';
 import { parseSnapshotDir } from '../snapshot/naming.js';
 import { readRuns } from '../snapshot/runs.js';

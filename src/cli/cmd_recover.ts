@@ -1,6 +1,7 @@
 import { vaultPaths } from '../config/paths.js';
 import { listVaults, resolveVaultName } from '../config/vault-config.js';
-import { recoverLeftovers, RunLock } from '../stack/recovery.js';
+import { recoverLeftovers } from '../stack/recovery.js';
+import { RunLock } from '../stack/run-lock.js';
 import { info } from '../ui/console.js';
 import type { GlobalArgs } from './common.js';
 import { releaseStaleMount } from './mount-record.js';

@@ -1,6 +1,7 @@
 import { UsageError } from '../errors.js';
 import { connect } from '../remote/connection.js';
 import { breakLock, breakReaders, describeOwner } from '../remote/lock.js';
+import { sftpFiles } from '../remote/remote-files.js';
 import { parseRemote } from '../remote/url.js';
 import { info } from '../ui/console.js';
 import { openContext, type GlobalArgs } from './common.js';
@@ -17,8 +18,9 @@ export async function cmdUnlock(a: UnlockArgs): Promise<number> {
   const remote = parseRemote(ctx.config.remote);
   const conn = await connect({ remote, identity: ctx.config.identity, knownHosts: ctx.config.knownHosts });
   try {
-    const holder = await breakLock(await conn.sftp(), remote.dir);
-    const readers = await breakReaders(await conn.sftp(), remote.dir);
+    const files = sftpFiles(await conn.sftp());
+    const holder = await breakLock(files, remote.dir);
+    const readers = await breakReaders(files, remote.dir);
     if (holder === undefined && !readers.length) info(`Vault '${ctx.name}' was not locked.`);
     if (holder !== undefined) info(`Broke the lock of vault '${ctx.name}'${holder ? ` held by ${describeOwner(holder)}` : ' (no owner recorded)'}.`);
     for (const r of readers) info(`Broke the read lock of vault '${ctx.name}' held by ${describeOwner(r)}.`);

@@ -3,6 +3,7 @@ import { hideBin } from 'yargs/helpers';
 import { ExitCode, SshvaultError } from '../errors.js';
 import { configureLog, isDebug } from '../log.js';
 import { error } from '../ui/console.js';
+import { sanitize } from '../ui/sanitize.js';
 import { cmdDoctor } from './cmd_doctor.js';
 import { cmdCheck } from './cmd_check.js';
 import { cmdInit } from './cmd_init.js';
@@ -39,7 +40,8 @@ export function report(e: unknown): number {
     return e.exitCode;
   }
   const err = e as Error;
-  error(`unexpected error: ${err?.message ?? String(e)}${isDebug() ? '' : ' (run with --debug for details)'}`);
+  // Unexpected errors may carry a server's SFTP status text.
+  error(`unexpected error: ${sanitize(err?.message ?? String(e))}${isDebug() ? '' : ' (run with --debug for details)'}`);
   if (isDebug() && err?.stack) process.stderr.write(`${err.stack}\n`);
   return ExitCode.unexpected;
 }

@@ -2,7 +2,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VaultPaths } from '../config/paths.js';
 import { LockHeldError } from '../errors.js';
-import { pidAlive } from '../remote/lock.js';
+import { pidAlive } from '../proc.js';
 import type { PhaseRecord } from '../remote/traffic.js';
 import { BindLayer } from '../stack/bind.js';
 

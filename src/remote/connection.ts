@@ -18,6 +18,7 @@ import {
 import { expandHome, parseSshG, type ResolvedHost } from './ssh-config.js';
 import type { ByteCounter } from './traffic.js';
 import type { RemoteSpec } from './url.js';
+import { sanitize } from '../ui/sanitize.js';
 
 export interface ConnectOptions {
   remote: RemoteSpec;
@@ -68,7 +69,8 @@ export class Connection {
       debug(`connection lost: ${why}`);
       for (const l of this.lostListeners) l(this.lostError);
     };
-    client.on('error', (e: Error) => onDown(e.message));
+    // The server chooses the text of a disconnect.
+    client.on('error', (e: Error) => onDown(sanitize(e.message)));
     client.on('close', () => onDown('connection closed'));
     client.on('end', () => onDown('connection ended by the server'));
   }
@@ -154,7 +156,7 @@ export class Connection {
   }
 
   private wrap(err: Error): Error {
-    return this.lostError ?? new LinkError(`the SSH server at ${this.target} refused an SFTP channel (${err.message}); is the sftp subsystem enabled?`);
+    return this.lostError ?? new LinkError(`the SSH server at ${this.target} refused an SFTP channel (${sanitize(err.message)}); is the sftp subsystem enabled?`);
   }
 
   async close(): Promise<void> {

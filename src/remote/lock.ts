@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import type { SFTPWrapper } from 'ssh2';
 import { LockHeldError } from '../errors.js';
 import { debug } from '../log.js';
-import { mkdirExclusive, readdirNames, readFile, rename, rmdir, stat, unlink, writeFile } from './sftp.js';
+import { localProcesses, type ProcessFacts } from '../proc.js';
+import { sanitize } from '../ui/sanitize.js';
+import { isStale, thisProcess, type LockIdentity } from './lock-identity.js';
+import type { RemoteFiles } from './remote-files.js';
 
 /**
  * The remote lock of DESIGN section 4: sshfs has no file locks and two
@@ -12,110 +12,132 @@ import { mkdirExclusive, readdirNames, readFile, rename, rmdir, stat, unlink, wr
  * renamed into place (SFTP rename never replaces): a link cut while taking
  * the lock cannot leave a lock without an owner.
  */
-export interface LockOwner {
-  host: string;
-  pid: number;
+export interface LockOwner extends LockIdentity {
   vaultId: string;
   started: string;
   runId: string;
   command: string;
 }
 
+type Taker = Pick<LockOwner, 'vaultId' | 'runId' | 'command'>;
+
+/** Who this run is, for a given vault id, and how it sees processes; tests play several machines in one process. */
+export interface LockContext {
+  identify?: (vaultId: string) => LockIdentity;
+  proc?: ProcessFacts;
+}
+
+/**
+ * A lock is judged against this machine's identity for the vault id the
+ * lock records: a restore configured by flags knows no vault id, and its
+ * leftovers must still be recognised by the vault's own runs.
+ */
+function judge(ctx: LockContext) {
+  const proc = ctx.proc ?? localProcesses;
+  const identify = ctx.identify ?? ((vaultId: string) => thisProcess(vaultId, proc));
+  return {
+    identify,
+    stale: (o: Partial<LockOwner>) => isStale(o, identify(String(o.vaultId)), proc),
+    hint: (o: Partial<LockOwner>) => {
+      const here = identify(String(o.vaultId));
+      return o.host === here.host && o.machine !== here.machine ? ' (a machine of the same name, or an older sshvault on this one)' : '';
+    },
+  };
+}
+
 function lockDir(remoteDir: string): string {
   return `${remoteDir.replace(/\/+$/, '')}/vault.lock`;
 }
 
-/** A zombie counts as dead: a SIGKILLed run stays one until its parent (or init) reaps it. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
+/** Every field came from the remote: printed only as plain text. */
+export function describeOwner(o: Partial<LockOwner>): string {
+  return `${sanitize(o.command)} by pid ${sanitize(o.pid)} on ${sanitize(o.host)}, started ${sanitize(o.started)}`;
 }
 
-/** A lock this host took for a process that no longer exists can only be a crash's leftover. */
-function isStale(owner: LockOwner): boolean {
-  return owner.host === hostname() && !pidAlive(owner.pid);
-}
-
-export function describeOwner(o: LockOwner): string {
-  return `${o.command} by pid ${o.pid} on ${o.host}, started ${o.started}`;
-}
-
-async function readOwner(sftp: SFTPWrapper, dir: string): Promise<LockOwner | undefined> {
-  const raw = await readFile(sftp, `${dir}/owner.json`);
+function parseOwner(raw: Buffer | undefined): Partial<LockOwner> | undefined {
   if (!raw) return undefined;
   try {
-    return JSON.parse(raw.toString('utf8')) as LockOwner;
+    const o = JSON.parse(raw.toString('utf8')) as unknown;
+    return o && typeof o === 'object' ? (o as Partial<LockOwner>) : undefined;
   } catch {
     return undefined;
   }
 }
 
-async function remove(sftp: SFTPWrapper, dir: string): Promise<void> {
-  await unlink(sftp, `${dir}/owner.json`);
-  await rmdir(sftp, dir);
+async function readOwner(files: RemoteFiles, dir: string): Promise<Partial<LockOwner> | undefined> {
+  return parseOwner(await files.readFile(`${dir}/owner.json`));
+}
+
+async function remove(files: RemoteFiles, dir: string): Promise<void> {
+  await files.unlink(`${dir}/owner.json`);
+  await files.rmdir(dir);
 }
 
 export class RemoteLock {
   constructor(
-    private readonly sftp: SFTPWrapper,
+    private readonly files: RemoteFiles,
     readonly dir: string,
     readonly owner: LockOwner,
+    private readonly notice: (message: string) => void,
   ) {}
 
+  /** Only while it is still ours: a lock broken with `unlock --force` may be another run's by now. */
   async release(): Promise<void> {
-    await remove(this.sftp, this.dir);
+    const holder = await readOwner(this.files, this.dir);
+    if (holder?.runId !== this.owner.runId) {
+      this.notice(
+        `This run's lock of the vault was broken while it ran (${holder ? `it is now held by ${describeOwner(holder)}` : 'it is gone'}); left it as it is. If another client wrote meanwhile, run 'sshvault check'.`,
+      );
+      return;
+    }
+    await remove(this.files, this.dir);
     debug(`released remote lock ${this.dir}`);
   }
 }
 
 export async function acquireLock(
-  sftp: SFTPWrapper,
+  files: RemoteFiles,
   remoteDir: string,
-  owner: Omit<LockOwner, 'host' | 'pid' | 'started'>,
+  owner: Taker,
   notice: (message: string) => void,
+  ctx: LockContext = {},
 ): Promise<RemoteLock> {
+  const j = judge(ctx);
   const dir = lockDir(remoteDir);
-  const me: LockOwner = { host: hostname(), pid: process.pid, started: new Date().toISOString(), ...owner };
+  const me: LockOwner = { ...j.identify(owner.vaultId), started: new Date().toISOString(), ...owner };
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await takeWithOwner(sftp, dir, me)) {
+    if (await takeWithOwner(files, dir, me)) {
       debug(`took remote lock ${dir}`);
-      await sweepStaging(sftp, remoteDir, dir);
-      return new RemoteLock(sftp, dir, me);
+      await sweepStaging(files, remoteDir, dir);
+      return new RemoteLock(files, dir, me, notice);
     }
-    const holder = await readOwner(sftp, dir);
+    const holder = await readOwner(files, dir);
     if (!holder) {
       throw new LockHeldError(`the vault is locked (${dir} exists without an owner, perhaps a run died while taking it); if no other run is active, run 'sshvault unlock --force'`);
     }
-    if (attempt === 0 && isStale(holder)) {
-      notice(`Breaking a stale lock left by pid ${holder.pid} on this host (${holder.command}, started ${holder.started}).`);
-      await remove(sftp, dir);
+    if (attempt === 0 && j.stale(holder)) {
+      notice(`Breaking a stale lock left by pid ${sanitize(holder.pid)} on this machine (${sanitize(holder.command)}, started ${sanitize(holder.started)}).`);
+      await remove(files, dir);
       continue;
     }
-    throw new LockHeldError(`the vault is locked by ${describeOwner(holder)}; wait for it to finish, or if that run is dead, run 'sshvault unlock --force'`);
+    throw new LockHeldError(
+      `the vault is locked by ${describeOwner(holder)}${j.hint(holder)}; wait for it to finish, or if that run is dead, run 'sshvault unlock --force'`,
+    );
   }
   throw new LockHeldError(`another client took the lock at ${dir} while a stale one was being broken; try again`);
 }
 
-async function takeWithOwner(sftp: SFTPWrapper, dir: string, me: LockOwner): Promise<boolean> {
+async function takeWithOwner(files: RemoteFiles, dir: string, me: LockOwner): Promise<boolean> {
   const staging = `${dir}.${me.runId}`;
   try {
-    if (!(await mkdirExclusive(sftp, staging))) throw new Error(`the lock staging directory ${staging} already exists`);
-    await writeFile(sftp, `${staging}/owner.json`, JSON.stringify(me) + '\n');
-    await rename(sftp, staging, dir);
+    if (!(await files.mkdirExclusive(staging))) throw new Error(`the lock staging directory ${staging} already exists`);
+    await files.writeFile(`${staging}/owner.json`, JSON.stringify(me) + '\n');
+    await files.rename(staging, dir);
     return true;
   } catch (e) {
     // The lock's holder may have swept the staging directory away already.
-    await remove(sftp, staging).catch(() => {});
-    if (await stat(sftp, dir)) return false;
+    await remove(files, staging).catch(() => {});
+    if (await files.exists(dir)) return false;
     throw e;
   }
 }
@@ -126,21 +148,21 @@ async function takeWithOwner(sftp: SFTPWrapper, dir: string, me: LockOwner): Pro
  * put its owner.json back in between, and removes its directory itself when
  * its rename fails.
  */
-async function sweepStaging(sftp: SFTPWrapper, remoteDir: string, dir: string): Promise<void> {
+async function sweepStaging(files: RemoteFiles, remoteDir: string, dir: string): Promise<void> {
   const prefix = `${dir.slice(dir.lastIndexOf('/') + 1)}.`;
-  for (const name of await readdirNames(sftp, remoteDir)) {
+  for (const name of await files.readdir(remoteDir)) {
     if (!name.startsWith(prefix)) continue;
-    debug(`removing the lock staging directory ${name}`);
-    await remove(sftp, `${remoteDir.replace(/\/+$/, '')}/${name}`).catch((e: Error) => debug(`left ${name}: ${e.message}`));
+    debug(`removing the lock staging directory ${sanitize(name)}`);
+    await remove(files, `${remoteDir.replace(/\/+$/, '')}/${name}`).catch((e: Error) => debug(`left ${sanitize(name)}: ${sanitize(e.message)}`));
   }
 }
 
 /** `sshvault unlock --force`: removes whatever lock is there and says whose it was. */
-export async function breakLock(sftp: SFTPWrapper, remoteDir: string): Promise<LockOwner | null | undefined> {
+export async function breakLock(files: RemoteFiles, remoteDir: string): Promise<Partial<LockOwner> | null | undefined> {
   const dir = lockDir(remoteDir);
-  const holder = await readOwner(sftp, dir);
+  const holder = await readOwner(files, dir);
   try {
-    await remove(sftp, dir);
+    await remove(files, dir);
   } catch {
     return undefined;
   }
@@ -158,72 +180,73 @@ function readersDir(remoteDir: string): string {
 
 export class SharedLock {
   constructor(
-    private readonly sftp: SFTPWrapper,
+    private readonly files: RemoteFiles,
     readonly file: string,
     readonly owner: LockOwner,
+    private readonly notice: (message: string) => void,
   ) {}
 
-  /** The directory stays: removing it could race with another reader writing its file there. */
+  /**
+   * Only while the entry is still ours. The directory stays: removing it
+   * could race with another reader writing its file there.
+   */
   async release(): Promise<void> {
-    await unlink(this.sftp, this.file);
+    const entry = parseOwner(await this.files.readFile(this.file));
+    if (entry?.runId !== this.owner.runId) {
+      this.notice(`This run's read lock of the vault was removed while it ran; left ${sanitize(this.file)} as it is.`);
+      return;
+    }
+    await this.files.unlink(this.file);
     debug(`released shared lock ${this.file}`);
   }
 }
 
 export async function acquireSharedLock(
-  sftp: SFTPWrapper,
+  files: RemoteFiles,
   remoteDir: string,
-  owner: Omit<LockOwner, 'host' | 'pid' | 'started'>,
+  owner: Taker,
   notice: (message: string) => void,
+  ctx: LockContext = {},
 ): Promise<SharedLock> {
-  const write = await acquireLock(sftp, remoteDir, owner, notice);
+  const write = await acquireLock(files, remoteDir, owner, notice, ctx);
   try {
     const dir = readersDir(remoteDir);
-    await mkdirExclusive(sftp, dir);
+    await files.mkdirExclusive(dir);
     const file = `${dir}/${owner.runId}.json`;
-    await writeFile(sftp, file, JSON.stringify(write.owner) + '\n');
+    await files.writeFile(file, JSON.stringify(write.owner) + '\n');
     debug(`took shared lock ${file}`);
-    return new SharedLock(sftp, file, write.owner);
+    return new SharedLock(files, file, write.owner, notice);
   } finally {
     await write.release();
   }
 }
 
-function listDir(sftp: SFTPWrapper, dir: string): Promise<string[]> {
-  return new Promise((resolve, reject) =>
-    sftp.readdir(dir, (err, list) => {
-      if (!err) return resolve(list.map((e) => e.filename));
-      if ((err as Error & { code?: number }).code === 2) return resolve([]);
-      reject(err);
-    }),
-  );
-}
-
 /**
- * Called by a writer holding the write lock: readers of this host whose
- * process is gone are crash leftovers and are removed; any other reader
- * makes the writer give up.
+ * Called by a writer holding the write lock: readers that provably were
+ * this machine's and are over are crash leftovers and are removed; any other
+ * reader makes the writer give up.
  */
-export async function assertNoReaders(sftp: SFTPWrapper, remoteDir: string, notice: (message: string) => void): Promise<void> {
+export async function assertNoReaders(
+  files: RemoteFiles,
+  remoteDir: string,
+  notice: (message: string) => void,
+  ctx: LockContext = {},
+): Promise<void> {
+  const j = judge(ctx);
   const dir = readersDir(remoteDir);
-  for (const name of await listDir(sftp, dir)) {
+  for (const name of await files.readdir(dir)) {
     if (!name.endsWith('.json')) continue;
     const file = `${dir}/${name}`;
-    const raw = await readFile(sftp, file);
+    const raw = await files.readFile(file);
     // Released while we looked.
     if (!raw) continue;
-    let reader: LockOwner | undefined;
-    try {
-      reader = JSON.parse(raw.toString('utf8')) as LockOwner;
-    } catch {
-      reader = undefined;
-    }
-    if (reader && isStale(reader)) {
-      notice(`Removing a stale read lock left by pid ${reader.pid} on this host (${reader.command}, started ${reader.started}).`);
-      await unlink(sftp, file);
+    const reader = parseOwner(raw);
+    if (reader && j.stale(reader)) {
+      notice(`Removing a stale read lock left by pid ${sanitize(reader.pid)} on this machine (${sanitize(reader.command)}, started ${sanitize(reader.started)}).`);
+      await files.unlink(file);
       continue;
     }
-    const who = reader ? describeOwner(reader) : `an unreadable reader entry ${file}`;
+    const who = reader ? `${describeOwner(reader)}${j.hint(reader)}` : `an unreadable reader entry ${sanitize(file)}`;
     throw new LockHeldError(
       `the vault is being read (${who}); wait for it, or run 'sshvault umount' where it is mounted; if that reader is dead, run 'sshvault unlock --force'`,
     );
@@ -231,17 +254,14 @@ export async function assertNoReaders(sftp: SFTPWrapper, remoteDir: string, noti
 }
 
 /** `sshvault unlock --force` for readers: removes every reader entry and says whose they were. */
-export async function breakReaders(sftp: SFTPWrapper, remoteDir: string): Promise<LockOwner[]> {
+export async function breakReaders(files: RemoteFiles, remoteDir: string): Promise<Partial<LockOwner>[]> {
   const dir = readersDir(remoteDir);
-  const broken: LockOwner[] = [];
-  for (const name of await listDir(sftp, dir)) {
-    const raw = await readFile(sftp, `${dir}/${name}`);
-    try {
-      if (raw) broken.push(JSON.parse(raw.toString('utf8')) as LockOwner);
-    } catch {
-      // An unreadable entry is removed all the same.
-    }
-    await unlink(sftp, `${dir}/${name}`);
+  const broken: Partial<LockOwner>[] = [];
+  for (const name of await files.readdir(dir)) {
+    const entry = parseOwner(await files.readFile(`${dir}/${name}`));
+    // An unreadable entry is removed all the same.
+    if (entry) broken.push(entry);
+    await files.unlink(`${dir}/${name}`);
   }
   return broken;
 }

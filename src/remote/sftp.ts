@@ -1,5 +1,6 @@
 import type { SFTPWrapper, Stats } from 'ssh2';
 import { LinkError } from '../errors.js';
+import { sanitize } from '../ui/sanitize.js';
 
 /**
  * Control operations over SFTP only, so SFTP-only storage boxes work
@@ -64,8 +65,8 @@ export async function mkdirExclusive(sftp: SFTPWrapper, path: string): Promise<b
   } catch (e) {
     if (isStatus(e, PERMISSION_DENIED)) throw explain(e, path, 'creating');
     if (await stat(sftp, path)) return false;
-    // A read-only or full remote filesystem answers with a bare "failure".
-    throw new LinkError(`cannot create ${path} on the remote (${(e as Error).message}); make the remote directory writable`);
+    // A read-only or full remote filesystem answers with a bare "failure"; the text is the server's.
+    throw new LinkError(`cannot create ${path} on the remote (${sanitize((e as Error).message)}); make the remote directory writable`);
   }
 }
 

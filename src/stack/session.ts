@@ -8,6 +8,7 @@ import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
+import { sftpFiles } from '../remote/remote-files.js';
 import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
@@ -97,10 +98,10 @@ export class VaultSession {
     const owner = { vaultId: this.o.config.vaultId, runId: this.runId, command: this.o.command };
     // Readers share the vault with each other; a writer needs it to itself (DESIGN section 4).
     if (this.o.readOnly) {
-      this.lock = await acquireSharedLock(sftp, this.remote.dir, owner, this.o.notice);
+      this.lock = await acquireSharedLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice);
     } else {
-      this.lock = await acquireLock(sftp, this.remote.dir, owner, this.o.notice);
-      await assertNoReaders(sftp, this.remote.dir, this.o.notice);
+      this.lock = await acquireLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice);
+      await assertNoReaders(sftpFiles(sftp), this.remote.dir, this.o.notice);
     }
     if (create) await this.createImage(create.size, create.preallocate);
     else await this.checkHeader();
