@@ -3,6 +3,7 @@ import { vaultPaths, type VaultPaths } from '../config/paths.js';
 import { readPassphrase } from '../config/passphrase.js';
 import { loadConfig, resolveVaultName, type VaultConfig } from '../config/vault-config.js';
 import { configureLog } from '../log.js';
+import { freeBytes } from '../remote/sftp.js';
 import { TrafficMeter } from '../remote/traffic.js';
 import { recoverLeftovers, RunLock } from '../stack/recovery.js';
 import { VaultSession } from '../stack/session.js';
@@ -11,6 +12,7 @@ import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { notice } from '../ui/console.js';
 import { SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
+import { warnIfStale } from './staleness.js';
 
 /** Options every command takes (DESIGN section 7). */
 export interface GlobalArgs {
@@ -32,6 +34,7 @@ export async function openContext(given: string | undefined): Promise<VaultConte
   const paths = vaultPaths(name);
   await mkdir(paths.state, { recursive: true, mode: 0o700 });
   configureLog({ file: paths.logFile });
+  await warnIfStale(name, config, paths.runsFile);
   return { name, config, paths };
 }
 
@@ -70,6 +73,7 @@ export interface RunFacts {
   snapshot?: string;
   changedBytes?: number;
   rsync?: RunRecord['rsync'];
+  remoteFreeBytes?: number;
 }
 
 export interface MeteredRun<T> {
@@ -127,6 +131,7 @@ export async function meteredSession<T>(
   try {
     meter.begin('connect');
     await session.connect(opts.create);
+    facts.remoteFreeBytes = await freeBytes(await session.conn!.sftp(), session.remote.dir);
     checkpoint();
     if (opts.mountFs) {
       meter.begin('open');
@@ -164,6 +169,7 @@ export async function meteredSession<T>(
     downBytes: totals.downBytes,
     phases: meter.phases,
     ...(facts.rsync ? { rsync: facts.rsync } : {}),
+    ...(facts.remoteFreeBytes !== undefined ? { remoteFreeBytes: facts.remoteFreeBytes } : {}),
     ...(session.imageCache?.counters ? { cache: { ...session.imageCache.counters } } : {}),
   };
   await appendRun(ctx.paths.runsFile, record);
