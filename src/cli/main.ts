@@ -5,6 +5,7 @@ import { configureLog, isDebug } from '../log.js';
 import { disableColor } from '../ui/color.js';
 import { error, setVerbosity } from '../ui/console.js';
 import { useLocalTime } from '../ui/time.js';
+import { setUploadLimitFlag } from '../remote/throttle.js';
 import { cmdDoctor } from './cmd_doctor.js';
 import { cmdCheck } from './cmd_check.js';
 import { cmdInit } from './cmd_init.js';
@@ -43,6 +44,7 @@ function action(name: string, fn: (a: never) => Promise<number>, opts: ActionOpt
     if (argv.color === false) disableColor();
     wantStaleWarning((opts.staleWarning ?? true) && !argv.json && !argv.quiet);
     try {
+      setUploadLimitFlag(argv.limitUpload as string | undefined);
       const root = typeof opts.root === 'function' ? opts.root(argv) : opts.root;
       if (root) requireRoot(name);
       exitCode = await fn(argv as never);
@@ -76,6 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('verbose', { alias: 'v', type: 'boolean', describe: 'more detail on stderr' })
     .option('color', { type: 'boolean', default: true, describe: 'colours on a terminal (--no-color or NO_COLOR turns them off)' })
     .option('local-time', { type: 'boolean', describe: "print times in this machine's time zone instead of UTC" })
+    .option('limit-upload', { type: 'string', describe: "cap this run's upload, e.g. 2mbit (overrides the config's limitUpload)" })
     .option('passphrase-file', { type: 'string', describe: 'read the passphrase from this file (one trailing newline is dropped)' })
     .option('passphrase-command', { type: 'string', describe: 'run this shell command and use its output as the passphrase' })
     .command(

@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { UsageError } from '../errors.js';
 import { configDir, vaultPaths } from './paths.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
-import { parseDuration } from '../ui/format.js';
+import { parseDuration, parseLinkRate } from '../ui/format.js';
 
 export type FsType = 'ext4' | 'ext2';
 export type EngineChoice = 'auto' | 'kernel' | 'userspace';
@@ -31,6 +31,8 @@ export interface VaultConfig {
   /** Shell commands run after a push: they get the summary on stdin and SSHVAULT_* variables. */
   onSuccess?: string;
   onFailure?: string;
+  /** Upload cap of every run, a link rate such as `2mbit` (`--limit-upload` overrides it). */
+  limitUpload?: string;
 }
 
 export const DEFAULT_MAX_AGE = '3d';
@@ -99,6 +101,13 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
       fail(file, `'maxAge': ${(e as Error).message}`);
     }
   }
+  if (c.limitUpload !== undefined) {
+    try {
+      parseLinkRate(String(c.limitUpload));
+    } catch (e) {
+      fail(file, `'limitUpload': ${(e as Error).message}`);
+    }
+  }
   const retention = c.retention;
   if (retention !== undefined) {
     if (typeof retention !== 'object' || retention === null) fail(file, `'retention' must be an object`);
@@ -126,6 +135,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
     ...(c.maxAge !== undefined ? { maxAge: c.maxAge as string } : {}),
     ...(str('onSuccess', false) !== undefined ? { onSuccess: str('onSuccess', false) } : {}),
     ...(str('onFailure', false) !== undefined ? { onFailure: str('onFailure', false) } : {}),
+    ...(str('limitUpload', false) !== undefined ? { limitUpload: str('limitUpload', false) } : {}),
   };
 }
 

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, workspace, type Workspace } from '../helpers/cli.js';
 import { parseUnit } from '../../src/schedule/units.js';
 import { setupVault, type TestVault } from '../helpers/vault.js';
+import { startRelay } from '../helpers/relay.js';
+import { randomBytes } from 'node:crypto';
 
 /**
  * The unattended side: schedule, status, push hooks, and output that reads
@@ -224,6 +226,33 @@ describe('progress on a terminal', () => {
     expect(piped.stdout + piped.stderr).not.toContain(ESC);
     expect(await v.leftovers()).toEqual([]);
     expect(await readdir(v.remoteDir)).toContain('vault.img');
+  });
+
+  it('--limit-upload holds the upload to the cap, and the run still counts every byte', async () => {
+    const relay = await startRelay({ host: '127.0.0.1', port: v.sshd.port });
+    try {
+      await writeFile(join(v.src, 'big.bin'), randomBytes(12 << 20));
+      const cfgFile = join(v.ws.env.XDG_CONFIG_HOME, 'sshvault', `${v.name}.json`);
+      const cfg = JSON.parse(await readFile(cfgFile, 'utf8')) as { remote: string };
+      await writeFile(cfgFile, JSON.stringify({ ...cfg, remote: `ssh://root@127.0.0.1:${relay.port}${v.remoteDir}` }));
+      const samples: [number, number][] = [];
+      const timer = setInterval(() => samples.push([performance.now(), relay.upBytes()]), 100);
+      const r = await v.ws.sv(['push', v.name, '--limit-upload', '8mbit', '--json']);
+      clearInterval(timer);
+      expect(r.exitCode, r.stderr).toBe(0);
+      const total = relay.upBytes();
+      // The steady part of the run: from a quarter to three quarters of what went up.
+      const a = samples.find(([, b]) => b >= total / 4)!;
+      const b = samples.find(([, x]) => x >= (total * 3) / 4)!;
+      const rate = ((b[1] - a[1]) / (b[0] - a[0])) * 1000;
+      expect(rate).toBeGreaterThan(1_000_000 * 0.9);
+      expect(rate).toBeLessThan(1_000_000 * 1.1);
+      const record = JSON.parse(r.stdout) as { upBytes: number };
+      expect(Math.abs(record.upBytes - total) / total).toBeLessThan(0.03);
+      await writeFile(cfgFile, JSON.stringify(cfg));
+    } finally {
+      await relay.close();
+    }
   });
 });
 
