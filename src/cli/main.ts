@@ -124,7 +124,9 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         vaultArg(y)
           .option('link', { type: 'string', describe: 'link to estimate times for, e.g. 10mbit or 50/10mbit (down/up)', default: '10mbit' })
-          .example('$0 stats --link 50/10mbit', 'what each run would take on a 50 Mbit down, 10 Mbit up line'),
+          .option('plot', { type: 'string', describe: 'draw bytes up and down per run over time into this SVG file' })
+          .example('$0 stats --link 50/10mbit', 'what each run would take on a 50 Mbit down, 10 Mbit up line')
+          .example('$0 stats --plot traffic.svg', 'are the backups getting more expensive?'),
       action('stats', cmdStats),
     )
     .command(

@@ -205,6 +205,31 @@ describe('output', () => {
   });
 });
 
+describe('stats --plot', () => {
+  it('draws a self-contained SVG that parses and renders, one group per run', async () => {
+    const dir = join(ws.env.XDG_STATE_HOME, 'sshvault', vault);
+    await mkdir(dir, { recursive: true });
+    const runs = Array.from({ length: 7 }, (_, i) => {
+      const t = new Date(Date.UTC(2026, 10, 20 + i, 3)).toISOString();
+      return { id: String(i), command: 'push', vault, snapshot: t, started: t, finished: t, ok: i !== 3, exitCode: i === 3 ? 4 : 0, changedBytes: (i + 1) << 20, upBytes: (i + 2) << 20, downBytes: 4096 * i, phases: [] };
+    });
+    await writeFile(join(dir, 'runs.jsonl'), runs.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const svg = join(ws.dir, 'traffic.svg');
+    const r = await ws.sv(['stats', vault, '--plot', svg]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const text = await readFile(svg, 'utf8');
+    await execa('xmllint', ['--noout', svg]);
+    expect(text.match(/<g class="run">/g)).toHaveLength(7);
+    expect(text).not.toMatch(/<script|https?:\/\/(?!www\.w3\.org\/2000\/svg)|@import|url\(/);
+    expect(text).toMatch(/time on a 10 Mbit\/s link/);
+    const png = join(ws.dir, 'traffic.png');
+    await execa('rsvg-convert', ['-o', png, svg]);
+    const head = await readFile(png);
+    expect(head.subarray(1, 4).toString()).toBe('PNG');
+    expect([head.readUInt32BE(16), head.readUInt32BE(20)]).toEqual([960, 480]);
+  });
+});
+
 describe('progress on a terminal', () => {
   let v: TestVault;
   beforeAll(async () => {
