@@ -23,6 +23,7 @@ import { cmdSchedule } from './cmd_schedule.js';
 import { cmdConfig } from './cmd_config.js';
 import { wantStaleWarning } from './staleness.js';
 import { requireRoot } from './root.js';
+import { printManPage } from './man.js';
 
 type Handler = (argv: { [key: string]: unknown }) => Promise<void>;
 
@@ -68,8 +69,9 @@ export function report(e: unknown): number {
 
 const vaultArg = (y: Argv) => y.positional('vault', { type: 'string', describe: 'vault name (optional when only one is configured)' });
 
-export async function main(argv: string[]): Promise<number> {
-  const cli = yargs(hideBin(argv))
+/** Every command and flag, declared once: the parser, `--help`, completion and the man page all come from here. */
+export function buildCli(args: string[]): Argv {
+  return yargs(args)
     .scriptName('sshvault')
     .usage('$0 <command> [options]\n\nEncrypted, incremental backups to a host you do not trust.')
     .option('debug', { type: 'boolean', describe: 'log every command run and show stack traces' })
@@ -236,6 +238,7 @@ export async function main(argv: string[]): Promise<number> {
     )
     .command('doctor', 'check this machine: root, engine, tools, FUSE', (y) => y.example('$0 doctor', 'what this machine lacks'), action('doctor', cmdDoctor, { staleWarning: false }))
     .completion('completion', 'print a bash/zsh completion script: sshvault completion >> ~/.bashrc')
+    .command('man', false, (y) => y, action('man', () => printManPage(buildCli), { staleWarning: false }))
     .demandCommand(1, 'name a command')
     .strict()
     .help()
@@ -247,6 +250,10 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageExit();
     })
     .exitProcess(false);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = buildCli(hideBin(argv));
   try {
     await cli.parseAsync();
   } catch (e) {

@@ -205,6 +205,35 @@ describe('output', () => {
   });
 });
 
+describe('help, completion and the man page', () => {
+  const commands = ['init', 'push', 'list', 'stats', 'status', 'schedule', 'restore', 'mount', 'umount', 'check', 'prune', 'key', 'config', 'recover', 'unlock', 'doctor'];
+
+  it('--help shows an example', async () => {
+    const r = await ws.sv(['schedule', '--help']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^Examples:\n\s+sshvault schedule laptop --every hourly/m);
+  });
+
+  it('completion prints a shell script for this program', async () => {
+    const r = await ws.sv(['completion']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/complete -o bashdefault -o default -F _sshvault_yargs_completions sshvault/);
+  });
+
+  it('the man page is made from the same definitions and renders cleanly', async () => {
+    const page = join(ws.dir, 'sshvault.1');
+    const r = await ws.sv(['man']);
+    expect(r.exitCode).toBe(0);
+    await writeFile(page, r.stdout);
+    // Each command's section is its --help, example included.
+    for (const c of commands) expect(r.stdout).toMatch(new RegExp(`^\\.SS ${c}\\n\\.nf\\n(?:(?!^\\.fi$)[^])*?^Examples:$`, 'm'));
+    const rendered = await execa('groff', ['-man', '-Tutf8', '-ww', '-P-cbou', page]);
+    expect(rendered.stderr).toBe('');
+    expect(rendered.stdout).toContain('sshvault schedule laptop --every hourly');
+    expect(rendered.stdout).toMatch(/EXIT STATUS/);
+  });
+});
+
 describe('stats --plot', () => {
   it('draws a self-contained SVG that parses and renders, one group per run', async () => {
     const dir = join(ws.env.XDG_STATE_HOME, 'sshvault', vault);
