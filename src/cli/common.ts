@@ -10,6 +10,7 @@ import { VaultSession } from '../stack/session.js';
 import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { notice } from '../ui/console.js';
+import { PhaseTicker } from '../ui/progress.js';
 import { SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
 import { warnIfStale } from './staleness.js';
@@ -106,6 +107,7 @@ export async function meteredSession<T>(
   body: (s: VaultSession, meter: TrafficMeter, signal: AbortSignal, facts: RunFacts) => Promise<T>,
 ): Promise<MeteredRun<T>> {
   const meter = new TrafficMeter();
+  const ticker = new PhaseTicker(meter);
   const controller = new AbortController();
   const untrap = trapSignals(controller, notice);
   const session = new VaultSession({
@@ -147,6 +149,7 @@ export async function meteredSession<T>(
     meter.begin('close');
     const closeError = await session.close();
     meter.end();
+    ticker.stop();
     untrap();
     if (!error && closeError) error = closeError;
   }

@@ -272,7 +272,7 @@ describe('progress on a terminal', () => {
     const env = Object.entries(v.ws.env).map(([k, val]) => `${k}=${val}`).join(' ');
     const r = await execa('script', ['-q', '-e', '-c', `env ${env} ${BIN} push ${v.name}`, '/dev/null'], { env: { TERM: 'xterm-256color' }, reject: false });
     expect(r.exitCode, r.stdout).toBe(0);
-    expect(r.stdout).toMatch(/sync\s+\S*[░█]/);
+    expect(r.stdout).toMatch(/sync\s+\S*[░█].*ETA/);
     expect(r.stdout).toContain('Snapshot ');
     await new Promise((res) => setTimeout(res, 1100));
     const piped = await v.ws.sv(['push', v.name]);
