@@ -7,6 +7,7 @@ import { parseUnit } from '../../src/schedule/units.js';
 import { setupVault, type TestVault } from '../helpers/vault.js';
 import { startRelay } from '../helpers/relay.js';
 import { randomBytes } from 'node:crypto';
+import { processTree, signal, sleep } from '../helpers/proc.js';
 
 /**
  * The unattended side: schedule, status, push hooks, and output that reads
@@ -305,6 +306,48 @@ describe('progress on a terminal', () => {
       expect(Math.abs(record.upBytes - total) / total).toBeLessThan(0.03);
       await writeFile(cfgFile, JSON.stringify(cfg));
     } finally {
+      await relay.close();
+    }
+  });
+
+  /**
+   * A laptop suspended mid-push wakes on another network: the old TCP
+   * connection is dead. SUSPEND seconds of SIGSTOP on the whole run (30 in
+   * CI; SSHVAULT_SUSPEND_SECONDS=300 for the five minutes the README reports),
+   * with the link blackholed meanwhile, then SIGCONT.
+   */
+  it('a push stopped while the link dies fails with exit 4 after SIGCONT, and the next push completes a snapshot', async () => {
+    const suspendMs = Number(process.env.SSHVAULT_SUSPEND_SECONDS ?? 30) * 1000;
+    const relay = await startRelay({ host: '127.0.0.1', port: v.sshd.port });
+    const cfgFile = join(v.ws.env.XDG_CONFIG_HOME, 'sshvault', `${v.name}.json`);
+    const cfg = JSON.parse(await readFile(cfgFile, 'utf8')) as { remote: string };
+    try {
+      await writeFile(join(v.src, 'suspend.bin'), randomBytes(16 << 20));
+      await writeFile(cfgFile, JSON.stringify({ ...cfg, remote: `ssh://root@127.0.0.1:${relay.port}${v.remoteDir}` }));
+      // Paced, so that the sync phase is still under way when the laptop "sleeps".
+      const run = execa(BIN, ['push', v.name, '--limit-upload', '16mbit'], { env: v.ws.env, reject: false, stdin: 'ignore' });
+      const start = relay.upBytes();
+      while (relay.upBytes() - start < 4 << 20 && run.exitCode === null) await sleep(100);
+      const tree = processTree(run.pid!);
+      signal(tree, 'SIGSTOP');
+      relay.cut('blackhole');
+      await sleep(suspendMs);
+      const woke = performance.now();
+      signal(tree, 'SIGCONT');
+      const r = await run;
+      const seconds = (performance.now() - woke) / 1000;
+      console.log(`suspended ${suspendMs / 1000} s; after SIGCONT the push exited ${r.exitCode} in ${seconds.toFixed(1)} s: ${String(r.stderr).trim().split('\n').pop()}`);
+      expect(r.exitCode, String(r.stderr)).toBe(4);
+      expect(await v.leftovers()).toEqual([]);
+      // What the run wrote before the cut reached the remote only as far as it was written back: the
+      // next push resumes the partial snapshot when its directory made it, and starts over otherwise.
+      const next = await v.ws.sv(['push', v.name, '--json']);
+      expect(next.exitCode, next.stderr).toBe(0);
+      console.log(`the next push ${/Resuming the interrupted snapshot/.test(next.stderr) ? 'resumed the partial snapshot' : 'found no partial snapshot and started over'}`);
+      const list = JSON.parse((await v.ws.sv(['list', v.name, '--json'])).stdout) as { name: string; complete: boolean }[];
+      expect(list.at(-1)).toMatchObject({ name: (JSON.parse(next.stdout) as { snapshot: string }).snapshot, complete: true });
+    } finally {
+      await writeFile(cfgFile, JSON.stringify(cfg));
       await relay.close();
     }
   });
