@@ -350,7 +350,7 @@ describe('progress on a terminal', () => {
       await writeFile(cfgFile, JSON.stringify(cfg));
       await relay.close();
     }
-  });
+  }, Number(process.env.SSHVAULT_SUSPEND_SECONDS ?? 30) * 1000 + 300_000);
 });
 
 afterAll(async () => {
