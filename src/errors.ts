@@ -8,6 +8,8 @@ export const ExitCode = {
   locked: 5,
   full: 6,
   checkFailed: 7,
+  /** `status`: the last successful push is older than the vault's maxAge, or there was none. */
+  stale: 9,
 } as const;
 
 /** An error a user can act on: one line that says what happened and what to do. */

@@ -17,6 +17,8 @@ export interface RunOptions {
   /** Exit codes that count as success besides 0 (e2fsck -p returns 1 after fixing). */
   okExitCodes?: number[];
   cwd?: string;
+  /** Variables added to the child's environment (never a secret: they show in /proc). */
+  env?: Record<string, string>;
 }
 
 export interface RunResult {
@@ -26,8 +28,8 @@ export interface RunResult {
 }
 
 /** A child's environment: ours without the passphrase, in the C locale so its output parses. */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
+function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C', ...extra };
   delete env.SSHVAULT_PASSPHRASE;
   return env;
 }
@@ -49,7 +51,7 @@ export async function run(file: string, args: string[], opts: RunOptions = {}): 
     timeout: opts.timeoutMs,
     cancelSignal: opts.cancelSignal,
     cwd: opts.cwd,
-    env: childEnv(),
+    env: childEnv(opts.env),
     extendEnv: false,
     reject: false,
     stripFinalNewline: true,

@@ -5,6 +5,7 @@ import { chooseEngine, deviceMapperStatus } from '../stack/engine.js';
 import { info } from '../ui/console.js';
 import { renderTable } from '../ui/table.js';
 import type { GlobalArgs } from './common.js';
+import { isRoot } from './root.js';
 
 const TOOLS: [string, string, string][] = [
   ['ssh', 'openssh-client', 'ssh -G reads your OpenSSH config'],
@@ -35,7 +36,9 @@ export async function cmdDoctor(a: GlobalArgs): Promise<number> {
   } catch {
     nativeCrypto = false;
   }
+  const root = isRoot();
   const report = {
+    root,
     engine: auto.engine,
     reason: auto.reason,
     deviceMapper: dm.ok,
@@ -49,11 +52,12 @@ export async function cmdDoctor(a: GlobalArgs): Promise<number> {
   if (a.json) {
     info(JSON.stringify(report, null, 2));
   } else {
+    info(root ? 'root: yes' : 'root: NO: push, restore, mount, check and the other commands that attach loop devices and mount filesystems need root');
     info(`engine: ${auto.engine} (${auto.reason})`);
     info(`/dev/fuse: ${report.fuse ? 'yes' : 'MISSING'}; /dev/loop-control: ${report.loopControl ? 'yes' : 'MISSING'}`);
     info(`ssh2 native crypto: ${nativeCrypto ? 'yes' : 'no (chacha20 runs at half speed; reinstall with install scripts allowed)'}`);
     info(renderTable(['tool', 'package', 'used for', 'found'], tools.map((t) => [t.tool, t.pkg, t.why, t.found ? 'yes' : 'MISSING'])));
     if (missing.length) info(`install: apt-get install ${[...new Set(missing.map((t) => t.pkg))].join(' ')}`);
   }
-  return missing.length || !report.fuse ? 2 : 0;
+  return missing.length || !report.fuse || !root ? 2 : 0;
 }

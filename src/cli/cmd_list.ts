@@ -1,9 +1,10 @@
-import chalk from 'chalk';
+import { paint } from '../ui/color.js';
 import { emptyCatalog, readCatalog, reconcile, writeCatalog, type Catalog } from '../snapshot/catalog.js';
 import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { info } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { renderTable } from '../ui/table.js';
+import { formatTime } from '../ui/time.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
 
 export interface ListArgs extends GlobalArgs {
@@ -41,8 +42,8 @@ function renderList(c: Catalog, vault: string): string {
   if (!c.snapshots.length) return `Vault '${vault}' has no snapshots yet.`;
   const rows = c.snapshots.map((s) => [
     s.name,
-    new Date(s.time).toLocaleString(),
-    s.complete ? 'complete' : chalk.yellow('partial'),
+    formatTime(s.time),
+    s.complete ? 'complete' : paint.yellow('partial'),
     s.files,
     formatBytes(s.bytes),
     s.changedBytes !== undefined ? formatBytes(s.changedBytes) : '-',

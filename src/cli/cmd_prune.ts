@@ -1,4 +1,4 @@
-import chalk from 'chalk';
+import { paint } from '../ui/color.js';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -96,7 +96,7 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
     }
     const rows = [...p.keep.map((i) => ({ i, keep: true })), ...p.remove.map((i) => ({ i, keep: false }))]
       .sort((x, y) => (x.i.dir < y.i.dir ? -1 : 1))
-      .map(({ i, keep }) => [i.dir, keep ? 'keep' : chalk.red(a.dryRun ? 'would remove' : 'removed'), i.reasons.join(', ')]);
+      .map(({ i, keep }) => [i.dir, keep ? 'keep' : paint.red(a.dryRun ? 'would remove' : 'removed'), i.reasons.join(', ')]);
     info(rows.length ? renderTable(['snapshot', 'action', 'why'], rows) : `Vault '${ctx.name}' has no snapshots.`);
     info(`${p.keep.length} kept, ${p.remove.length} ${a.dryRun ? 'would be removed (dry run: nothing was changed)' : 'removed'}.`);
     info(renderRunsTable([run.record], DEFAULT_LINK));

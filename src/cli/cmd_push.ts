@@ -11,15 +11,18 @@ import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../s
 import { writeManifest } from '../snapshot/manifest.js';
 import { newestComplete, nextSnapshotName, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
-import { appendRun } from '../snapshot/runs.js';
-import { info, notice, warn } from '../ui/console.js';
+import { appendRun, type RunRecord } from '../snapshot/runs.js';
+import { info, isQuiet, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type RunFacts } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type RunFacts, type VaultContext } from './common.js';
+import { withHooks } from './hooks.js';
 import { renderRunSummary } from '../ui/runs-view.js';
 
 export interface PushArgs extends GlobalArgs {
   args: string[];
+  onSuccess?: string;
+  onFailure?: string;
 }
 
 /** `push [<vault>] [PATH ...]`: the first word is the vault if such a vault exists, else a path. */
@@ -31,6 +34,11 @@ async function splitArgs(words: string[]): Promise<{ vault?: string; paths: stri
 export async function cmdPush(a: PushArgs): Promise<number> {
   const { vault, paths: given } = await splitArgs(a.args);
   const ctx = await openContext(vault);
+  const hooks = { onSuccess: a.onSuccess ?? ctx.config.onSuccess, onFailure: a.onFailure ?? ctx.config.onFailure };
+  return withHooks(ctx.name, hooks, (report) => push(a, ctx, given, report));
+}
+
+async function push(a: PushArgs, ctx: VaultContext, given: string[], report: (record: RunRecord, summary: string) => void): Promise<number> {
   const sources = (given.length ? given : ctx.config.sources).map((p) => resolve(p));
   if (!sources.length) throw new UsageError(`vault '${ctx.name}' has no sources; give paths to push or add --source at init`);
   for (const s of sources) if (!existsSync(s)) throw new UsageError(`source path ${s} does not exist`);
@@ -39,16 +47,19 @@ export async function cmdPush(a: PushArgs): Promise<number> {
     const passphrase = await passphraseFor(a, ctx.config);
     const run = await meteredSession(ctx, { command: 'push', readOnly: false, passphrase, mountFs: true }, (session, meter, signal, facts) => {
       meter.begin('sync');
-      return pushSnapshot(session, meter, sources, ctx.config.excludes, signal, facts, !a.json);
+      return pushSnapshot(session, meter, sources, ctx.config.excludes, signal, facts, !a.json && !isQuiet());
     });
     if (run.error) {
+      report(run.record, renderRunSummary(run.record));
       if (run.record.snapshot) warn(`snapshot ${run.record.snapshot} stays partial; the next push resumes it`);
       throw run.error;
     }
     const catalog = run.value!;
     await writeCatalog(ctx.paths.catalogFile, catalog);
+    const summary = renderRunSummary(run.record, catalog);
+    report(run.record, summary);
     if (a.json) info(JSON.stringify(run.record, null, 2));
-    else info(renderRunSummary(run.record, catalog));
+    else info(summary);
     return 0;
   });
 }

@@ -3,6 +3,7 @@ import { vaultPaths, type VaultPaths } from '../config/paths.js';
 import { readPassphrase } from '../config/passphrase.js';
 import { loadConfig, resolveVaultName, type VaultConfig } from '../config/vault-config.js';
 import { configureLog } from '../log.js';
+import { freeBytes } from '../remote/sftp.js';
 import { TrafficMeter } from '../remote/traffic.js';
 import { recoverLeftovers } from '../stack/recovery.js';
 import { RunLock } from '../stack/run-lock.js';
@@ -10,8 +11,10 @@ import { VaultSession } from '../stack/session.js';
 import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { notice } from '../ui/console.js';
+import { PhaseTicker } from '../ui/progress.js';
 import { SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
+import { warnIfStale } from './staleness.js';
 
 /** Options every command takes (DESIGN section 7). */
 export interface GlobalArgs {
@@ -33,6 +36,7 @@ export async function openContext(given: string | undefined): Promise<VaultConte
   const paths = vaultPaths(name);
   await mkdir(paths.state, { recursive: true, mode: 0o700 });
   configureLog({ file: paths.logFile });
+  await warnIfStale(name, config, paths.runsFile);
   return { name, config, paths };
 }
 
@@ -71,6 +75,7 @@ export interface RunFacts {
   snapshot?: string;
   changedBytes?: number;
   rsync?: RunRecord['rsync'];
+  remoteFreeBytes?: number;
 }
 
 export interface MeteredRun<T> {
@@ -103,6 +108,7 @@ export async function meteredSession<T>(
   body: (s: VaultSession, meter: TrafficMeter, signal: AbortSignal, facts: RunFacts) => Promise<T>,
 ): Promise<MeteredRun<T>> {
   const meter = new TrafficMeter();
+  const ticker = new PhaseTicker(meter);
   const controller = new AbortController();
   const untrap = trapSignals(controller, notice);
   const session = new VaultSession({
@@ -128,6 +134,7 @@ export async function meteredSession<T>(
   try {
     meter.begin('connect');
     await session.connect(opts.create);
+    facts.remoteFreeBytes = await freeBytes(await session.conn!.sftp(), session.remote.dir);
     checkpoint();
     if (opts.mountFs) {
       meter.begin('open');
@@ -143,6 +150,7 @@ export async function meteredSession<T>(
     meter.begin('close');
     const closeError = await session.close();
     meter.end();
+    ticker.stop();
     untrap();
     if (!error && closeError) error = closeError;
   }
@@ -165,6 +173,7 @@ export async function meteredSession<T>(
     downBytes: totals.downBytes,
     phases: meter.phases,
     ...(facts.rsync ? { rsync: facts.rsync } : {}),
+    ...(facts.remoteFreeBytes !== undefined ? { remoteFreeBytes: facts.remoteFreeBytes } : {}),
     ...(session.imageCache?.counters ? { cache: { ...session.imageCache.counters } } : {}),
   };
   await appendRun(ctx.paths.runsFile, record);

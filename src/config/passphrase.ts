@@ -100,3 +100,13 @@ async function fromCommand(command: string): Promise<string> {
     throw e;
   }
 }
+
+/** Where readPassphrase would take the secret from, in the same order, without reading it: for `config show`. */
+export function describePassphraseSource(flags: PassphraseSource, configured: PassphraseSource): string {
+  if (flags.file) return `file ${flags.file} (--passphrase-file)`;
+  if (flags.command) return `command ${JSON.stringify(flags.command)} (--passphrase-command)`;
+  if (process.env.SSHVAULT_PASSPHRASE !== undefined) return 'environment variable SSHVAULT_PASSPHRASE';
+  if (configured.file) return `file ${configured.file} (config: passphraseFile)`;
+  if (configured.command) return `command ${JSON.stringify(configured.command)} (config: passphraseCommand)`;
+  return 'a prompt on the terminal';
+}

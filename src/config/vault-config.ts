@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { UsageError } from '../errors.js';
 import { configDir, vaultPaths } from './paths.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
+import { parseDuration, parseLinkRate } from '../ui/format.js';
 
 export type FsType = 'ext4' | 'ext2';
 export type EngineChoice = 'auto' | 'kernel' | 'userspace';
@@ -25,7 +26,16 @@ export interface VaultConfig {
   retention?: RetentionPolicy;
   /** Size limit of the local block cache in bytes; 0 turns it off (default: DEFAULT_CACHE_BYTES). */
   cacheBytes?: number;
+  /** How old the last successful push may be before the vault counts as stale: `36h`, `3d` (default DEFAULT_MAX_AGE). */
+  maxAge?: string;
+  /** Shell commands run after a push: they get the summary on stdin and SSHVAULT_* variables. */
+  onSuccess?: string;
+  onFailure?: string;
+  /** Upload cap of every run, a link rate such as `2mbit` (`--limit-upload` overrides it). */
+  limitUpload?: string;
 }
+
+export const DEFAULT_MAX_AGE = '3d';
 
 /** Enough for the metadata of a few million files with 1 KiB blocks; see the README's 'Local block cache'. */
 export const DEFAULT_CACHE_BYTES = 1 << 30;
@@ -83,6 +93,21 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
   if (c.cacheBytes !== undefined && (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes < 0)) {
     fail(file, `'cacheBytes' must be a number of bytes (0 turns the block cache off)`);
   }
+  if (c.maxAge !== undefined) {
+    if (typeof c.maxAge !== 'string') fail(file, `'maxAge' must be a duration such as "3d" or "36h"`);
+    try {
+      parseDuration(c.maxAge);
+    } catch (e) {
+      fail(file, `'maxAge': ${(e as Error).message}`);
+    }
+  }
+  if (c.limitUpload !== undefined) {
+    try {
+      parseLinkRate(String(c.limitUpload));
+    } catch (e) {
+      fail(file, `'limitUpload': ${(e as Error).message}`);
+    }
+  }
   const retention = c.retention;
   if (retention !== undefined) {
     if (typeof retention !== 'object' || retention === null) fail(file, `'retention' must be an object`);
@@ -107,6 +132,10 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
     passphraseCommand: str('passphraseCommand', false),
     retention: retention as RetentionPolicy | undefined,
     ...(c.cacheBytes !== undefined ? { cacheBytes: c.cacheBytes as number } : {}),
+    ...(c.maxAge !== undefined ? { maxAge: c.maxAge as string } : {}),
+    ...(str('onSuccess', false) !== undefined ? { onSuccess: str('onSuccess', false) } : {}),
+    ...(str('onFailure', false) !== undefined ? { onFailure: str('onFailure', false) } : {}),
+    ...(str('limitUpload', false) !== undefined ? { limitUpload: str('limitUpload', false) } : {}),
   };
 }
 

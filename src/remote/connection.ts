@@ -16,6 +16,7 @@ import {
   recordHostKey,
 } from './known-hosts.js';
 import { expandHome, parseSshG, type ResolvedHost } from './ssh-config.js';
+import { throttled, uploadLimit } from './throttle.js';
 import type { ByteCounter } from './traffic.js';
 import type { RemoteSpec } from './url.js';
 import { sanitize } from '../ui/sanitize.js';
@@ -27,6 +28,8 @@ export interface ConnectOptions {
   acceptNewHostKey?: boolean;
   /** Called as soon as the socket exists, so a run that fails in the handshake still has its bytes counted. */
   onCounter?: (counter: ByteCounter) => void;
+  /** The vault's `limitUpload` (a link rate such as `2mbit`); `--limit-upload` overrides it. */
+  limitUpload?: string;
 }
 
 /** Keepalive: a silent link is noticed within about 3 x 5 s (DESIGN section 8). */
@@ -333,8 +336,10 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
 
   const client = new Client();
   const queue = [...methods];
+  const limit = uploadLimit(opts.limitUpload);
+  if (limit) debug(`upload limited to ${limit} bytes/s`);
   const config: ConnectConfig = {
-    sock: transport.stream,
+    sock: limit ? throttled(transport.stream, limit) : transport.stream,
     username: h.user,
     readyTimeout: 30_000,
     keepaliveInterval: KEEPALIVE_MS,

@@ -133,8 +133,8 @@ export async function readRange(sftp: SFTPWrapper, path: string, offset: number,
 /** Free space where the server offers statvfs@openssh.com; undefined elsewhere. */
 export async function freeBytes(sftp: SFTPWrapper, path: string): Promise<number | undefined> {
   try {
-    const st = await call<{ bavail: number; frsize: number }>((cb) => sftp.ext_openssh_statvfs(path, cb as never));
-    return st.bavail * st.frsize;
+    const st = await call<{ f_bavail: number; f_frsize: number }>((cb) => sftp.ext_openssh_statvfs(path, cb as never));
+    return st.f_bavail * st.f_frsize;
   } catch {
     return undefined;
   }

@@ -43,6 +43,14 @@ export class TrafficMeter {
     this.current = undefined;
   }
 
+  /** The phase under way and what it has moved so far, for progress display. */
+  live(): PhaseRecord | undefined {
+    const c = this.current;
+    if (!c) return undefined;
+    const { up, down } = this.sample();
+    return { name: c.name, upBytes: up - c.up, downBytes: down - c.down, ms: Math.round(performance.now() - c.t0) };
+  }
+
   currentPhase(): string | undefined {
     return this.current?.name;
   }

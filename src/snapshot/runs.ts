@@ -23,6 +23,8 @@ export interface RunRecord {
   rsync?: RsyncStats;
   /** Userspace engine: bytes of the image the block cache answered, and bytes fetched from the remote. */
   cache?: { hitBytes: number; missBytes: number };
+  /** Free space on the remote's filesystem when the run connected, where the server says (statvfs@openssh.com). */
+  remoteFreeBytes?: number;
 }
 
 export async function appendRun(file: string, record: RunRecord): Promise<void> {

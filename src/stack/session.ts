@@ -25,7 +25,7 @@ import { SshfsLayer } from './sshfs.js';
 import { Stack } from './stack.js';
 
 export interface SessionOptions {
-  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts' | 'cacheBytes'>;
+  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts' | 'cacheBytes' | 'limitUpload'>;
   paths: VaultPaths;
   command: string;
   readOnly: boolean;
@@ -88,6 +88,7 @@ export class VaultSession {
       knownHosts: this.o.config.knownHosts,
       acceptNewHostKey: this.o.acceptNewHostKey,
       onCounter: (c) => this.o.meter.attach(c),
+      limitUpload: this.o.config.limitUpload,
     });
     const sftp = await this.conn.sftp();
     if (create) await mkdirp(sftp, this.remote.dir);

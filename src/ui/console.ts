@@ -1,21 +1,36 @@
-import chalk from 'chalk';
+import { paintErr } from './color.js';
 
 /**
  * Data goes to stdout (so `--json` output can be piped); notices, warnings
- * and progress go to stderr.
+ * and progress go to stderr. `--quiet` keeps notices back, `--verbose` lets
+ * the details through; warnings and errors are always shown.
  */
+let level: 'quiet' | 'normal' | 'verbose' = 'normal';
+
+export function setVerbosity(v: { quiet?: boolean; verbose?: boolean }): void {
+  level = v.quiet ? 'quiet' : v.verbose ? 'verbose' : 'normal';
+}
+
+export function isQuiet(): boolean {
+  return level === 'quiet';
+}
+
 export function info(message: string): void {
   process.stdout.write(message + '\n');
 }
 
 export function notice(message: string): void {
-  process.stderr.write(chalk.cyan(message) + '\n');
+  if (level !== 'quiet') process.stderr.write(paintErr.cyan(message) + '\n');
+}
+
+export function detail(message: string): void {
+  if (level === 'verbose') process.stderr.write(message + '\n');
 }
 
 export function warn(message: string): void {
-  process.stderr.write(chalk.yellow(`warning: ${message}`) + '\n');
+  process.stderr.write(paintErr.yellow(`warning: ${message}`) + '\n');
 }
 
 export function error(message: string): void {
-  process.stderr.write(chalk.red(`sshvault: ${message}`) + '\n');
+  process.stderr.write(paintErr.red(`sshvault: ${message}`) + '\n');
 }

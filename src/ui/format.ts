@@ -102,3 +102,21 @@ export function formatRatio(x: number): string {
   if (x > 0 && x < 0.001) return '<0.001x';
   return `${Math.abs(x) >= 100 ? Math.round(x) : Number(x.toPrecision(2))}x`;
 }
+
+/** "1 run", "2 runs": a count with its noun (regular plurals only). */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+
+/** `90m`, `36h`, `3d`, `1w`, or a number of seconds: the config's `maxAge`. Returns milliseconds. */
+export function parseDuration(s: string | number): number {
+  if (typeof s === 'number') {
+    if (!Number.isFinite(s) || s <= 0) throw new Error(`${s} is not a positive number of seconds`);
+    return s * 1000;
+  }
+  const m = /^(\d+(?:\.\d+)?)\s*([smhdw])$/i.exec(s.trim());
+  if (!m) throw new Error(`'${s}' is not a duration: write a number with s, m, h, d or w, e.g. 3d`);
+  return Number(m[1]) * DURATION_UNITS[m[2].toLowerCase()]! * 1000;
+}

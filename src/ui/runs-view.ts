@@ -1,7 +1,8 @@
-import chalk from 'chalk';
+import { paint } from './color.js';
 import type { Catalog } from '../snapshot/catalog.js';
 import type { RunRecord } from '../snapshot/runs.js';
-import { formatBytes, formatDuration, formatRatio, linkSeconds, parseLink } from './format.js';
+import { formatBytes, formatDuration, formatRatio, linkSeconds, parseLink, plural } from './format.js';
+import { formatTime } from './time.js';
 import { renderTable } from './table.js';
 
 export const DEFAULT_LINK = '10mbit';
@@ -32,9 +33,9 @@ export function renderRunsTable(runs: RunRecord[], link: string): string {
   const headers = ['started', 'command', 'snapshot', 'phase', 'up', 'down', 'time', 'changed', 'overhead', 'per entry', 'up/chg', 'down/chg', `on ${link}`];
   const rows: (string | number)[][] = [];
   for (const r of runs) {
-    const status = r.ok ? r.command : chalk.red(`${r.command} (failed)`);
+    const status = r.ok ? r.command : paint.red(`${r.command} (failed)`);
     rows.push([
-      r.started.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+      formatTime(r.started),
       status,
       r.snapshot ?? '-',
       'all',
@@ -55,18 +56,20 @@ export function renderRunsTable(runs: RunRecord[], link: string): string {
   const down = runs.reduce((t, r) => t + r.downBytes, 0);
   const changed = runs.reduce((t, r) => t + r.changedBytes, 0);
   const ms = runs.reduce((t, r) => t + r.phases.reduce((a, p) => a + p.ms, 0), 0);
-  const footer = [`${runs.length} runs`, '', '', 'total', formatBytes(up), formatBytes(down), formatDuration(ms), formatBytes(changed), '', '', ratio(up, changed), ratio(down, changed), onLink(up, down, link)];
+  const footer = [plural(runs.length, 'run'), '', '', 'total', formatBytes(up), formatBytes(down), formatDuration(ms), formatBytes(changed), '', '', ratio(up, changed), ratio(down, changed), onLink(up, down, link)];
   return renderTable(headers, rows, {
     align: ['left', 'left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
     footer,
   });
 }
 
-/** The one-screen summary at the end of a push. */
-export function renderRunSummary(r: RunRecord, catalog: Catalog, link = DEFAULT_LINK): string {
-  const snap = catalog.snapshots.find((s) => s.name === r.snapshot);
+/** The one-screen summary at the end of a push; of a failed one too, for the on-failure hook. */
+export function renderRunSummary(r: RunRecord, catalog?: Catalog, link = DEFAULT_LINK): string {
+  const snap = catalog?.snapshots.find((s) => s.name === r.snapshot);
   const lines = [
-    chalk.green(`Snapshot ${r.snapshot} complete`) + (snap ? `: ${snap.files} files, ${formatBytes(snap.bytes)}` : ''),
+    r.ok
+      ? paint.green(`Snapshot ${r.snapshot} complete`) + (snap ? `: ${snap.files} files, ${formatBytes(snap.bytes)}` : '')
+      : paint.red(`Push of vault ${r.vault} failed (exit ${r.exitCode}): ${r.error ?? 'unknown error'}`) + (r.snapshot ? `\nsnapshot ${r.snapshot} stays partial; the next push resumes it` : ''),
     '',
     renderTable(
       ['phase', 'up', 'down', 'time'],

@@ -13,6 +13,10 @@ const GAP = '  ';
 const ANSI = /\x1b\[[0-?]*[ -/]*[@-~]/g;
 
 /** Width on screen: escape codes take none, and an astral character (emoji) counts once, not as two UTF-16 units. */
+export function stripAnsi(s: string): string {
+  return s.replace(ANSI, '');
+}
+
 export function visibleWidth(s: string): number {
   return [...s.replace(ANSI, '')].length;
 }
