@@ -36,6 +36,8 @@ export interface VaultPaths {
   catalogFile: string;
   headerBackup: string;
   logFile: string;
+  /** Run ids of this state directory's remote locks not yet released: see remote/own-locks.ts. */
+  ownLocks: string;
 }
 
 export function vaultPaths(name: string): VaultPaths {
@@ -57,5 +59,6 @@ export function vaultPaths(name: string): VaultPaths {
     catalogFile: join(state, 'catalog.json'),
     headerBackup: join(state, 'luks-header.img'),
     logFile: join(state, 'last-run.log'),
+    ownLocks: join(state, 'remote-locks.json'),
   };
 }

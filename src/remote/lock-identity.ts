@@ -52,15 +52,16 @@ export function thisProcess(vaultId: string, proc: ProcessFacts = localProcesses
 }
 
 /**
- * A lock is a leftover only when it provably belongs to this machine and its
- * process is provably over: its boot ended, or its pid is dead or now names
- * a process started at another time. Anything this machine cannot prove,
- * a lock of an older sshvault without identity included, is held.
+ * A lock is a leftover only when it provably belongs to this machine and
+ * this boot and its process is provably over: its pid is dead or now names a
+ * process started at another time. Machine ids get cloned with disk images,
+ * so another boot proves nothing; a lock from before a reboot is known as
+ * ours by the run id this state directory recorded (own-locks.ts). Anything
+ * else, a lock of an older sshvault without identity included, is held.
  */
 export function isStale(owner: Partial<LockIdentity>, here: LockIdentity, proc: ProcessFacts): boolean {
   if (!here.machine || owner.machine !== here.machine) return false;
-  if (!here.boot || !owner.boot) return false;
-  if (owner.boot !== here.boot) return true;
+  if (!here.boot || owner.boot !== here.boot) return false;
   if (typeof owner.pid !== 'number') return false;
   if (!proc.alive(owner.pid)) return true;
   const start = proc.start(owner.pid);

@@ -25,6 +25,8 @@ type Taker = Pick<LockOwner, 'vaultId' | 'runId' | 'command'>;
 export interface LockContext {
   identify?: (vaultId: string) => LockIdentity;
   proc?: ProcessFacts;
+  /** Run ids this state directory recorded as its own and over (see own-locks.ts). */
+  ownRuns?: Set<string>;
 }
 
 /**
@@ -37,7 +39,7 @@ function judge(ctx: LockContext) {
   const identify = ctx.identify ?? ((vaultId: string) => thisProcess(vaultId, proc));
   return {
     identify,
-    stale: (o: Partial<LockOwner>) => isStale(o, identify(String(o.vaultId)), proc),
+    stale: (o: Partial<LockOwner>) => (typeof o.runId === 'string' && !!ctx.ownRuns?.has(o.runId)) || isStale(o, identify(String(o.vaultId)), proc),
     hint: (o: Partial<LockOwner>) => {
       const here = identify(String(o.vaultId));
       return o.host === here.host && o.machine !== here.machine ? ' (a machine of the same name, or an older sshvault on this one)' : '';

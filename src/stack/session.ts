@@ -7,6 +7,7 @@ import { AuthError, LinkError, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
+import { forgetLockRun, ownLockRuns, recordLockRun } from '../remote/own-locks.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
 import { sftpFiles } from '../remote/remote-files.js';
 import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
@@ -97,12 +98,14 @@ export class VaultSession {
       throw new LinkError(`the remote directory ${this.remote.dir} does not exist on ${this.conn.target}; check --remote or run 'sshvault init'`);
     }
     const owner = { vaultId: this.o.config.vaultId, runId: this.runId, command: this.o.command };
+    const lockCtx = { ownRuns: await ownLockRuns(this.o.paths.ownLocks) };
+    await recordLockRun(this.o.paths.ownLocks, this.runId);
     // Readers share the vault with each other; a writer needs it to itself (DESIGN section 4).
     if (this.o.readOnly) {
-      this.lock = await acquireSharedLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice);
+      this.lock = await acquireSharedLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
     } else {
-      this.lock = await acquireLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice);
-      await assertNoReaders(sftpFiles(sftp), this.remote.dir, this.o.notice);
+      this.lock = await acquireLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
+      await assertNoReaders(sftpFiles(sftp), this.remote.dir, this.o.notice, lockCtx);
     }
     if (create) await this.createImage(create.size, create.preallocate);
     else await this.checkHeader();
@@ -217,7 +220,12 @@ export class VaultSession {
       }
     };
     await attempt('closing the stack', () => this.stack.close());
-    if (this.lock && !this.conn?.lost) await attempt('releasing the lock', () => this.lock!.release());
+    if (this.lock && !this.conn?.lost) {
+      await attempt('releasing the lock', async () => {
+        await this.lock!.release();
+        await forgetLockRun(this.o.paths.ownLocks, this.runId);
+      });
+    }
     if (this.conn) await attempt('disconnecting', () => this.conn!.close());
     return first;
   }

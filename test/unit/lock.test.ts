@@ -47,8 +47,8 @@ describe('lock staleness', () => {
   it('this machine, this boot, the same live process: held', () => {
     expect(isStale(owner({ pid: 20, pidStart: 700 }), here, proc)).toBe(false);
   });
-  it('this machine, an earlier boot: stale whatever the pid', () => {
-    expect(isStale(owner({ pid: 20, pidStart: 700, boot: '9'.repeat(64) }), here, proc)).toBe(true);
+  it('this machine, an earlier boot: held (a cloned machine id looks the same), unless this state directory recorded the run', () => {
+    expect(isStale(owner({ pid: 20, pidStart: 700, boot: '9'.repeat(64) }), here, proc)).toBe(false);
   });
   it('the same host name without this machine\'s identity: held, dead pid or not', () => {
     expect(isStale(owner({ machine: undefined, boot: undefined }), here, proc)).toBe(false);
@@ -98,6 +98,16 @@ describe('remote lock races', () => {
     await acquireLock(files, DIR, taker('a2'), (m) => notices.push(m), client(machineA, 12, { 12: 5 }));
     expect(notices).toEqual([expect.stringMatching(/^Breaking a stale lock left by pid 10 on this machine/)]);
     expect(ownerJson(files).runId).toBe('a2');
+  });
+
+  it('a lock from before a reboot is broken when this state directory recorded its run id, and only then', async () => {
+    const files = new MemoryFiles(DIR);
+    await acquireLock(files, DIR, taker('before-reboot'), () => {}, client(machineA, 10, { 10: 1 }));
+    const rebooted = { ...machineA, boot: '3'.repeat(64) };
+    await expect(acquireLock(files, DIR, taker('after'), () => {}, client(rebooted, 10, { 10: 1 }))).rejects.toThrow(LockHeldError);
+    await expect(acquireLock(files, DIR, taker('clone'), () => {}, { ...client(machineB, 10, {}), ownRuns: new Set(['other-run']) })).rejects.toThrow(LockHeldError);
+    await acquireLock(files, DIR, taker('after'), () => {}, { ...client(rebooted, 10, { 10: 1 }), ownRuns: new Set(['before-reboot']) });
+    expect(ownerJson(files).runId).toBe('after');
   });
 
   it('a live run of this machine keeps its lock', async () => {
