@@ -7,6 +7,7 @@ import type { Leftover } from './layer.js';
 import { LoopLayer } from './loop.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
+import { removeKeyLeftovers } from './secret-fifo.js';
 import { SshfsLayer } from './sshfs.js';
 import type { StackRecord } from './stack.js';
 
@@ -72,6 +73,7 @@ export async function recoverLeftovers(paths: VaultPaths, vault: string): Promis
     await leftover.teardown();
     tornDown.push(leftover.what);
   }
+  tornDown.push(...(await removeKeyLeftovers(paths.run)));
   await rm(paths.stackFile, { force: true });
   return { previous, tornDown };
 }
