@@ -1,4 +1,5 @@
 import { vaultPaths } from '../config/paths.js';
+import { checkVaultDirs } from '../config/private-dirs.js';
 import { listVaults, resolveVaultName } from '../config/vault-config.js';
 import { recoverLeftovers, RunLock } from '../stack/recovery.js';
 import { info } from '../ui/console.js';
@@ -20,6 +21,7 @@ export async function cmdRecover(a: RecoverArgs): Promise<number> {
   const report: { vault: string; tornDown: string[] }[] = [];
   for (const name of names) {
     const paths = vaultPaths(name);
+    await checkVaultDirs(paths);
     const lock = await RunLock.take(paths, name);
     try {
       const stale = await releaseStaleMount(paths);

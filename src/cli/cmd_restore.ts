@@ -1,6 +1,7 @@
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { vaultPaths } from '../config/paths.js';
+import { checkVaultDirs } from '../config/private-dirs.js';
 import { checkVaultName, type VaultConfig } from '../config/vault-config.js';
 import { ExitCode, SshvaultError, UsageError } from '../errors.js';
 import { lastLine, spawn } from '../exec.js';
@@ -88,7 +89,7 @@ function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
 async function contextFor(vault: string | undefined, a: RestoreArgs): Promise<VaultContext> {
   if (!a.remote) return openContext(vault);
   const ctx = adHocContext(vault, a);
-  await mkdir(ctx.paths.state, { recursive: true, mode: 0o700 });
+  await checkVaultDirs(ctx.paths);
   configureLog({ file: ctx.paths.logFile });
   return ctx;
 }
