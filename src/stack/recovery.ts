@@ -47,7 +47,7 @@ export async function findLeftovers(paths: VaultPaths, vault: string, previous?:
   const loops = (previous?.opened ?? []).filter((o) => o.layer === 'loop').map((o) => ({ device: o.gave, backing: o.on }));
   return [
     ...(await FsLayer.findLeftovers(paths.fsMount)),
-    ...(await KernelLuksLayer.findLeftovers(vault)),
+    ...(await KernelLuksLayer.findLeftovers(vault, paths.state, previous)),
     ...(await LoopLayer.findLeftovers(paths.run, loops)),
     ...(await UserspaceLuksLayer.findLeftovers(paths.nbdSocket, paths.plainMount)),
     ...(await SshfsLayer.findLeftovers(paths.remoteMount)),
