@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { vaultPaths } from '../config/paths.js';
+import { checkVaultDirs } from '../config/private-dirs.js';
 import { checkVaultName, saveConfig, type EngineChoice, type FsType, type VaultConfig } from '../config/vault-config.js';
 import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
@@ -70,7 +70,7 @@ export async function cmdInit(a: InitArgs): Promise<number> {
     ...(a.passphraseFile ? { passphraseFile: resolve(a.passphraseFile) } : {}),
     ...(a.passphraseCommand ? { passphraseCommand: a.passphraseCommand } : {}),
   };
-  await mkdir(paths.state, { recursive: true, mode: 0o700 });
+  await checkVaultDirs(paths);
   configureLog({ file: paths.logFile });
   const ctx = { name, config, paths };
   return exclusive(ctx, async () => {

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rename, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { stateRoot } from '../config/paths.js';
+import { cacheRoot, stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
 import { UsageError, VaultFullError } from '../errors.js';
 import type { TrafficMeter } from '../remote/traffic.js';
@@ -99,8 +99,9 @@ async function pushSnapshot(
     dest: target,
     linkDest: previous ? join(layout.snapshots, previous.name) : undefined,
     excludes,
-    // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault.
-    alwaysExclude: [`${stateRoot()}/`],
+    // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault,
+    // nor upload the block cache, a copy of the vault's own ciphertext, with every push.
+    alwaysExclude: [`${stateRoot()}/`, `${cacheRoot()}/`],
     signal,
     onProgress: (p) => bar.update(p),
   };

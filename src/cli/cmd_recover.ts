@@ -1,4 +1,5 @@
 import { vaultPaths } from '../config/paths.js';
+import { checkVaultDirs } from '../config/private-dirs.js';
 import { listVaults, resolveVaultName } from '../config/vault-config.js';
 import { recoverLeftovers } from '../stack/recovery.js';
 import { RunLock } from '../stack/run-lock.js';
@@ -21,6 +22,7 @@ export async function cmdRecover(a: RecoverArgs): Promise<number> {
   const report: { vault: string; tornDown: string[] }[] = [];
   for (const name of names) {
     const paths = vaultPaths(name);
+    await checkVaultDirs(paths);
     const lock = await RunLock.take(paths, name);
     try {
       const stale = await releaseStaleMount(paths);

@@ -1,6 +1,7 @@
 import { lstat, mkdir, readdir } from 'node:fs/promises';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { vaultPaths } from '../config/paths.js';
+import { checkVaultDirs } from '../config/private-dirs.js';
 import { checkVaultName, type VaultConfig } from '../config/vault-config.js';
 import { ExitCode, SshvaultError, UsageError } from '../errors.js';
 import { lastLine, spawn } from '../exec.js';
@@ -14,6 +15,7 @@ import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
+import { entryInSnapshot } from './restore-path.js';
 
 export interface RestoreArgs extends GlobalArgs {
   args: string[];
@@ -30,6 +32,8 @@ export function parseRestoreSpec(spec: string): { snapshot: string; path: string
   const snapshot = colon < 0 ? spec : spec.slice(0, colon);
   const path = colon < 0 ? '/' : spec.slice(colon + 1);
   if (!snapshot) throw new UsageError(`'${spec}' names no snapshot: write latest, a name from 'sshvault list', or either followed by :/path`);
+  // Resolved lexically, '..' would mean something else than in the snapshot once a symlink is on the way.
+  if (path.split('/').includes('..')) throw new UsageError(`${path} contains '..'; name the path inside the snapshot without it`);
   // Paths in a snapshot are the absolute source paths (push uses rsync --relative).
   return { snapshot, path: posix.resolve('/', path || '/') };
 }
@@ -85,7 +89,7 @@ function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
 async function contextFor(vault: string | undefined, a: RestoreArgs): Promise<VaultContext> {
   if (!a.remote) return openContext(vault);
   const ctx = adHocContext(vault, a);
-  await mkdir(ctx.paths.state, { recursive: true, mode: 0o700 });
+  await checkVaultDirs(ctx.paths);
   configureLog({ file: ctx.paths.logFile });
   return ctx;
 }
@@ -147,7 +151,7 @@ export async function cmdRestore(a: RestoreArgs): Promise<number> {
         const name = await resolveSnapshot(layout, snapshot);
         facts.snapshot = name;
         const from = join(layout.snapshots, name, path);
-        const kind = await kindOf(from);
+        const kind = await entryInSnapshot(join(layout.snapshots, name), path);
         if (kind === 'missing') throw new UsageError(`${path} is not in snapshot ${name}; 'sshvault mount' lets you look around`);
         const { rsyncFrom, rsyncTo } = await restoreTarget(kind === 'dir', from.replace(/\/+$/, ''), dest, !!a.force);
         await mkdir(kind === 'dir' ? dest : dirname(dest), { recursive: true });

@@ -1,5 +1,5 @@
-import { mkdir } from 'node:fs/promises';
 import { vaultPaths, type VaultPaths } from '../config/paths.js';
+import { checkVaultDirs } from '../config/private-dirs.js';
 import { readPassphrase } from '../config/passphrase.js';
 import { loadConfig, resolveVaultName, type VaultConfig } from '../config/vault-config.js';
 import { configureLog } from '../log.js';
@@ -34,7 +34,7 @@ export async function openContext(given: string | undefined): Promise<VaultConte
   const name = await resolveVaultName(given);
   const config = await loadConfig(name);
   const paths = vaultPaths(name);
-  await mkdir(paths.state, { recursive: true, mode: 0o700 });
+  await checkVaultDirs(paths);
   configureLog({ file: paths.logFile });
   await warnIfStale(name, config, paths.runsFile);
   return { name, config, paths };

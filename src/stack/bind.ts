@@ -2,6 +2,9 @@ import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
 import { isMounted } from './mounts.js';
 
+/** Browsing never writes, and what it shows must not act on this machine (set-uid programs, device nodes). */
+const BROWSE_FLAGS = 'ro,nosuid,nodev,noatime';
+
 /**
  * The top of a `mount` stack: the snapshots directory (or one snapshot) of
  * the mounted filesystem, bound read-only where the user asked for it.
@@ -13,7 +16,14 @@ export class BindLayer implements Layer {
   constructor(private readonly target: string) {}
 
   async open(source: string): Promise<string> {
-    await run('mount', ['--bind', '-o', 'ro', source, this.target]);
+    await run('mount', ['--bind', source, this.target]);
+    // `mount --bind -o` ignores per-mount flags on some util-linux versions; a remount always applies them.
+    try {
+      await run('mount', ['-o', `remount,bind,${BROWSE_FLAGS}`, this.target]);
+    } catch (e) {
+      await unbind(this.target);
+      throw e;
+    }
     this.mounted = true;
     return this.target;
   }

@@ -111,7 +111,9 @@ export class FsLayer implements Layer {
       }
     }
     await mkdir(this.mountpoint, { recursive: true, mode: 0o700 });
-    const opts = ['noatime', ...(this.fs === 'ext4' ? ['noinit_itable'] : []), ...(this.readOnly ? ['ro'] : [])];
+    // The image's content comes from the past or from a host we do not trust: no set-uid program or
+    // device node in it may act on this machine.
+    const opts = ['noatime', 'nosuid', 'nodev', ...(this.fs === 'ext4' ? ['noinit_itable'] : []), ...(this.readOnly ? ['ro'] : [])];
     await run('mount', ['-t', this.fs, '-o', opts.join(','), device, this.mountpoint]);
     this.mounted = true;
     return this.mountpoint;

@@ -1,30 +1,29 @@
 import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { AuthError, CommandError } from '../errors.js';
 import { run } from '../exec.js';
+import { leftoverMappings } from './dm-name.js';
 import type { Layer, Leftover } from './layer.js';
-
-function mapperName(vault: string): string {
-  return `sshvault-${vault}`;
-}
+import type { StackRecord } from './stack.js';
 
 /**
  * The kernel LUKS engine (DESIGN section 2): dm-crypt on the loop device of
  * the image file, the stack of the seeds. The key reaches cryptsetup on stdin.
+ * The mapping's name (dm-name.ts) is unique per state directory.
  */
 export class KernelLuksLayer implements Layer {
   readonly name = 'luks-kernel';
   private opened = false;
 
   constructor(
-    private readonly vault: string,
+    private readonly mapping: string,
     private readonly passphrase: string,
     private readonly readOnly: boolean,
   ) {}
 
   async open(device: string): Promise<string> {
-    const name = mapperName(this.vault);
     try {
-      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), '--key-file', '-', device, name], {
+      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), '--key-file', '-', device, this.mapping], {
         input: this.passphrase,
       });
     } catch (e) {
@@ -35,21 +34,24 @@ export class KernelLuksLayer implements Layer {
       throw e;
     }
     this.opened = true;
-    return `/dev/mapper/${name}`;
+    return `/dev/mapper/${this.mapping}`;
   }
 
   async alive(): Promise<boolean> {
-    return this.opened && existsSync(`/dev/mapper/${mapperName(this.vault)}`);
+    return this.opened && existsSync(`/dev/mapper/${this.mapping}`);
   }
 
   async close(): Promise<void> {
-    if (this.opened) await closeMapping(mapperName(this.vault));
+    if (this.opened) await closeMapping(this.mapping);
   }
 
-  static async findLeftovers(vault: string): Promise<Leftover[]> {
-    const name = mapperName(vault);
-    if (!existsSync(`/dev/mapper/${name}`)) return [];
-    return [{ layer: 'luks-kernel', what: `dm-crypt mapping /dev/mapper/${name}`, teardown: () => closeMapping(name) }];
+  static async findLeftovers(vault: string, stateDir: string, previous?: StackRecord): Promise<Leftover[]> {
+    const existing = await readdir('/dev/mapper').catch(() => [] as string[]);
+    return leftoverMappings(existing, vault, stateDir, previous).map((name) => ({
+      layer: 'luks-kernel',
+      what: `dm-crypt mapping /dev/mapper/${name}`,
+      teardown: () => closeMapping(name),
+    }));
   }
 }
 

@@ -1,11 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuthError, UsageError } from '../errors.js';
 import { spawn, type Child } from '../exec.js';
 import { unmountFuse } from './fuse.js';
 import type { Layer, Leftover } from './layer.js';
 import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
+import { handOver, withSecretFifo } from './secret-fifo.js';
 
 /** qemu's option syntax doubles commas inside values. */
 function optValue(s: string): string {
@@ -37,10 +37,8 @@ export class UserspaceLuksLayer implements Layer {
 
   async open(ciphertextSocket: string): Promise<string> {
     await rm(this.socket, { force: true });
-    // qemu reads secrets from a file; it lives in the 0700 run directory only until qemu-nbd has read it.
-    const keyFile = join(this.runDir, `key-${randomBytes(6).toString('hex')}`);
-    await writeFile(keyFile, this.passphrase, { mode: 0o600 });
-    try {
+    // qemu reads secrets only from a named file: a FIFO, so the passphrase never lands on disk.
+    await withSecretFifo(this.runDir, async (keyFile) => {
       const imageOpts = [
         'driver=luks',
         'key-secret=sec0',
@@ -49,7 +47,7 @@ export class UserspaceLuksLayer implements Layer {
         'file.server.type=unix',
         `file.server.path=${optValue(ciphertextSocket)}`,
       ].join(',');
-      this.qemu = spawn('qemu-nbd', [
+      const qemu = spawn('qemu-nbd', [
         '--object',
         `secret,id=sec0,file=${optValue(keyFile)},format=raw`,
         '--image-opts',
@@ -62,13 +60,12 @@ export class UserspaceLuksLayer implements Layer {
         '--cache=writeback',
         ...(this.readOnly ? ['--read-only'] : []),
       ]);
-      const qemu = this.qemu;
+      this.qemu = qemu;
+      await handOver(keyFile, this.passphrase, () => qemu.running());
       await waitUntil(async () => !qemu.running() || (await exists(this.socket)), 120_000);
       if (!qemu.running()) throw classify(qemu.stderr());
       if (!(await exists(this.socket))) throw new Error('qemu-nbd did not start serving within 120 s');
-    } finally {
-      await rm(keyFile, { force: true });
-    }
+    });
     await mkdir(this.plainMount, { recursive: true, mode: 0o700 });
     const disk = join(this.plainMount, 'disk');
     this.fuse = spawn('nbdfuse', ['-C', String(CONNECTIONS), ...(this.readOnly ? ['-r'] : []), disk, '--unix', this.socket]);
@@ -76,7 +73,7 @@ export class UserspaceLuksLayer implements Layer {
     await waitUntil(async () => !fuse.running() || (await isMounted(this.plainMount)), 30_000);
     if (!(await isMounted(this.plainMount))) {
       // qemu-nbd listens before it opens the image: a wrong passphrase reaches nbdfuse as a dropped connection.
-      const qemu = this.qemu;
+      const qemu = this.qemu!;
       if (await waitUntil(() => !qemu.running(), 5000)) throw classify(qemu.stderr());
       throw new Error(`nbdfuse could not expose the decrypted image: ${fuse.stderr().trim().split('\n').pop() || 'timed out'}`);
     }

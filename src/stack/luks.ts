@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { AuthError, CommandError } from '../errors.js';
 import { run } from '../exec.js';
+import { handOver, withSecretFifo } from './secret-fifo.js';
 
 /**
  * LUKS header operations that need no device-mapper: cryptsetup formats,
@@ -31,17 +30,23 @@ function wrongPassphrase(e: unknown): Error {
 }
 
 /**
- * A second secret reaches cryptsetup as a 0600 file in the vault's private
- * run directory (stdin carries the first), and is removed right after.
+ * A second secret reaches cryptsetup through a FIFO in the vault's private
+ * run directory (stdin carries the first); `args` gets the FIFO's path.
  */
-async function withKeyFile<T>(dir: string, secret: string, fn: (file: string) => Promise<T>): Promise<T> {
-  const file = join(dir, `key-${randomBytes(6).toString('hex')}`);
-  await writeFile(file, secret, { mode: 0o600 });
-  try {
-    return await fn(file);
-  } finally {
-    await rm(file, { force: true });
-  }
+async function withSecondKey(dir: string, passphrase: string, secret: string, args: (file: string) => string[]): Promise<void> {
+  await withSecretFifo(dir, async (file) => {
+    let done = false;
+    const cryptsetup = run('cryptsetup', args(file), { input: passphrase });
+    const settled = cryptsetup.then(
+      () => (done = true),
+      () => (done = true),
+    );
+    await handOver(file, secret, () => !done);
+    await settled;
+    await cryptsetup.catch((e) => {
+      throw wrongPassphrase(e);
+    });
+  });
 }
 
 /** Key slots in use, from the header alone. */
@@ -65,21 +70,13 @@ export async function slotOf(image: string, passphrase: string): Promise<number 
 /** Adds `secret` in a free slot; `passphrase` (any working key) authorises it. Returns the new slot. */
 export async function luksAddKey(image: string, passphrase: string, secret: string, keyDir: string): Promise<number> {
   const before = await activeSlots(image);
-  await withKeyFile(keyDir, secret, (file) =>
-    run('cryptsetup', ['luksAddKey', '--batch-mode', ...pbkdfArgs(), '--key-file', '-', image, file], { input: passphrase }).catch((e) => {
-      throw wrongPassphrase(e);
-    }),
-  );
+  await withSecondKey(keyDir, passphrase, secret, (file) => ['luksAddKey', '--batch-mode', ...pbkdfArgs(), '--key-file', '-', image, file]);
   return (await activeSlots(image)).find((s) => !before.includes(s))!;
 }
 
 /** Replaces the key in the slot `passphrase` opens (LUKS1 writes a new slot, then wipes the old one). */
 export async function luksChangeKey(image: string, passphrase: string, secret: string, keyDir: string): Promise<void> {
-  await withKeyFile(keyDir, secret, (file) =>
-    run('cryptsetup', ['luksChangeKey', '--batch-mode', ...pbkdfArgs(), '--key-file', '-', image, file], { input: passphrase }).catch((e) => {
-      throw wrongPassphrase(e);
-    }),
-  );
+  await withSecondKey(keyDir, passphrase, secret, (file) => ['luksChangeKey', '--batch-mode', ...pbkdfArgs(), '--key-file', '-', image, file]);
 }
 
 /** Wipes a key slot. cryptsetup accepts only the passphrase of another slot: a key that works always remains. */

@@ -5,6 +5,7 @@ import type { Leftover } from './layer.js';
 import { LoopLayer } from './loop.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
+import { removeKeyLeftovers } from './secret-fifo.js';
 import { SshfsLayer } from './sshfs.js';
 import type { StackRecord } from './stack.js';
 
@@ -13,7 +14,7 @@ export async function findLeftovers(paths: VaultPaths, vault: string, previous?:
   const loops = (previous?.opened ?? []).filter((o) => o.layer === 'loop').map((o) => ({ device: o.gave, backing: o.on }));
   return [
     ...(await FsLayer.findLeftovers(paths.fsMount)),
-    ...(await KernelLuksLayer.findLeftovers(vault)),
+    ...(await KernelLuksLayer.findLeftovers(vault, paths.state, previous)),
     ...(await LoopLayer.findLeftovers(paths.run, loops)),
     ...(await UserspaceLuksLayer.findLeftovers(paths.nbdSocket, paths.plainMount)),
     ...(await SshfsLayer.findLeftovers(paths.remoteMount)),
@@ -39,6 +40,7 @@ export async function recoverLeftovers(paths: VaultPaths, vault: string): Promis
     await leftover.teardown();
     tornDown.push(leftover.what);
   }
+  tornDown.push(...(await removeKeyLeftovers(paths.run)));
   await rm(paths.stackFile, { force: true });
   return { previous, tornDown };
 }

@@ -20,6 +20,7 @@ import { ImageCacheLayer } from './image-cache.js';
 import type { Layer } from './layer.js';
 import { LoopLayer } from './loop.js';
 import { backupPhdr, isLuks1, PHDR_BYTES, phdrUuid } from './luks.js';
+import { mappingName } from './dm-name.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
 import { SshfsLayer } from './sshfs.js';
@@ -175,7 +176,7 @@ export class VaultSession {
   decryptionLayers(): Layer[] {
     const p = this.o.paths;
     if (this.engine === 'kernel') {
-      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(this.o.config.name, this.o.passphrase, this.o.readOnly)];
+      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(mappingName(this.o.config.name, this.o.paths.state), this.o.passphrase, this.o.readOnly)];
     }
     const cache = (this.imageCache = new ImageCacheLayer({
       conn: this.conn!,
