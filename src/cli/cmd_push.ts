@@ -106,6 +106,9 @@ async function pushSnapshot(
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
   await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
+  // Complete means on the remote: the image's writes are acknowledged before the remote answers them,
+  // so a write the remote refused (a full disk) shows only once everything below is flushed.
+  await session.fsLayer()!.flush();
   await session.stack.assertAlive();
   await rename(target, join(layout.snapshots, name));
 

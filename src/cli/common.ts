@@ -9,7 +9,7 @@ import { VaultSession } from '../stack/session.js';
 import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { notice } from '../ui/console.js';
-import { SshvaultError } from '../errors.js';
+import { ExitCode, SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
 
 /** Options every command takes (DESIGN section 7). */
@@ -84,6 +84,11 @@ export interface MeteredRun<T> {
  * closed on success, on error and on SIGINT/SIGTERM/SIGHUP, and every run is
  * recorded with the bytes it moved, failed or not.
  */
+/** Errors a full remote disk can hide behind; a refusal for another reason (usage, auth, lock, signal) stays what it is. */
+function mayBeFull(e: Error): boolean {
+  return !(e instanceof SshvaultError) || e.exitCode === ExitCode.link || e.exitCode === ExitCode.unexpected;
+}
+
 export async function meteredSession<T>(
   ctx: VaultContext,
   opts: {
@@ -138,6 +143,7 @@ export async function meteredSession<T>(
     else checkpoint();
   } catch (e) {
     error = (session.conn?.lost && !(e instanceof SshvaultError && e.exitCode > 128) ? session.conn.lost : e) as Error;
+    if (mayBeFull(error)) error = (await session.fullError(error)) ?? error;
   } finally {
     meter.begin('close');
     const closeError = await session.close();
@@ -145,6 +151,8 @@ export async function meteredSession<T>(
     untrap();
     if (!error && closeError) error = closeError;
   }
+  // The image's writes may fail only at the flush when the stack closes.
+  if (error && mayBeFull(error)) error = session.imageCache?.remoteFull ?? error;
   if (!error && controller.signal.aborted && !opts.untilSignal) error = controller.signal.reason as Error;
   const totals = meter.totals();
   const record: RunRecord = {

@@ -132,8 +132,10 @@ export async function readRange(sftp: SFTPWrapper, path: string, offset: number,
 /** Free space where the server offers statvfs@openssh.com; undefined elsewhere. */
 export async function freeBytes(sftp: SFTPWrapper, path: string): Promise<number | undefined> {
   try {
-    const st = await call<{ bavail: number; frsize: number }>((cb) => sftp.ext_openssh_statvfs(path, cb as never));
-    return st.bavail * st.frsize;
+    // ssh2 keeps statvfs(2)'s own field names.
+    const st = await call<{ f_bavail: number; f_frsize: number }>((cb) => sftp.ext_openssh_statvfs(path, cb as never));
+    const free = Number(st.f_bavail) * Number(st.f_frsize);
+    return Number.isFinite(free) ? free : undefined;
   } catch {
     return undefined;
   }
