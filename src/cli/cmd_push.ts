@@ -17,6 +17,7 @@ import { formatBytes } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type RunFacts } from './common.js';
 import { renderRunSummary } from '../ui/runs-view.js';
+import { finishLeftoverDeletions } from '../snapshot/deleting.js';
 
 export interface PushArgs extends GlobalArgs {
   args: string[];
@@ -67,11 +68,12 @@ async function pushSnapshot(
   if (meta.vaultId !== session.o.config.vaultId) {
     throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${session.o.config.name}' (${session.o.config.vaultId}); refusing to write`);
   }
+  await finishLeftoverDeletions(layout, () => session.stack.assertAlive(), notice);
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const previous = newestComplete(refs);
   const partial = refs.filter((r) => r.partial).pop();
-  const name = nextSnapshotName(new Date(), refs.map((r) => r.name));
+  const name = nextSnapshotName(new Date(), dirs);
   const target = join(layout.snapshots, `${name}.partial`);
   facts.snapshot = name;
   await session.stack.assertAlive();
