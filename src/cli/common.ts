@@ -78,17 +78,17 @@ export interface MeteredRun<T> {
   record: RunRecord;
 }
 
+/** Errors a full remote disk can hide behind; a refusal for another reason (usage, auth, lock, signal) stays what it is. */
+function mayBeFull(e: Error): boolean {
+  return !(e instanceof SshvaultError) || e.exitCode === ExitCode.link || e.exitCode === ExitCode.unexpected;
+}
+
 /**
  * One command against the remote vault, phase by phase: connect, open (when
  * the filesystem is needed), the command's own phases, close. The stack is
  * closed on success, on error and on SIGINT/SIGTERM/SIGHUP, and every run is
  * recorded with the bytes it moved, failed or not.
  */
-/** Errors a full remote disk can hide behind; a refusal for another reason (usage, auth, lock, signal) stays what it is. */
-function mayBeFull(e: Error): boolean {
-  return !(e instanceof SshvaultError) || e.exitCode === ExitCode.link || e.exitCode === ExitCode.unexpected;
-}
-
 export async function meteredSession<T>(
   ctx: VaultContext,
   opts: {

@@ -150,7 +150,8 @@ export async function createImage(
   sftp: SFTPWrapper,
   path: string,
   size: number,
-  opts: { preallocate: boolean; onProgress?: (written: number) => void },
+  /** `explain` turns a failure into what the user is told, asked before the half-made file is removed. */
+  opts: { preallocate: boolean; onProgress?: (written: number) => void; explain?: (e: unknown) => Promise<unknown> },
 ): Promise<void> {
   let handle: Buffer;
   try {
@@ -175,7 +176,11 @@ export async function createImage(
     } else {
       await call<void>((cb) => sftp.fsetstat(handle, { size } as never, cb));
     }
-  } finally {
-    await call<void>((cb) => sftp.close(handle, cb));
+  } catch (e) {
+    const why = opts.explain ? await opts.explain(e) : e;
+    await call<void>((cb) => sftp.close(handle, cb)).catch(() => {});
+    await unlink(sftp, path).catch(() => {});
+    throw why;
   }
+  await call<void>((cb) => sftp.close(handle, cb));
 }

@@ -123,13 +123,7 @@ export class VaultSession {
     if (free !== undefined && free < size) {
       this.o.notice(`The remote has only ${formatBytes(free)} free for a ${formatBytes(size)} sparse image; backups fail once it runs out.`);
     }
-    try {
-      await createImage(sftp, this.imagePath, size, { preallocate });
-    } catch (e) {
-      const full = await this.fullError(e);
-      await unlink(sftp, this.imagePath).catch(() => {});
-      throw full ?? e;
-    }
+    await createImage(sftp, this.imagePath, size, { preallocate, explain: async (e) => (await this.fullError(e)) ?? e });
     this.createdImage = true;
   }
 
