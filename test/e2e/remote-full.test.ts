@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
+import { workspace, type Workspace } from '../helpers/cli.js';
 import { forceCleanup, leftovers } from '../helpers/cleanup.js';
 import { compareTrees, decryptImage } from '../helpers/independent.js';
 import { startSshd, type SshdFixture } from '../helpers/sshd.js';
