@@ -93,9 +93,11 @@ export async function cmdInit(a: InitArgs): Promise<number> {
           await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));
           await session.fsLayer()!.flush();
         } catch (e) {
+          // Asked before the half-made image is removed: removing it frees the space.
+          const full = await session.fullError(e);
           await session.stack.close().catch(() => {});
           await session.removeCreatedImage().catch(() => {});
-          throw e;
+          throw full ?? e;
         }
       },
     );

@@ -1,14 +1,12 @@
 import { paint } from '../ui/color.js';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { emptyCatalog, readCatalog, reconcile, writeCatalog, type Catalog } from '../snapshot/catalog.js';
+import { finishDeleting, finishLeftoverDeletions, markDeleting } from '../snapshot/deleting.js';
 import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
-import { removeManifest } from '../snapshot/manifest.js';
 import { planPrune, type PrunePlan } from '../snapshot/prune.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { appendRun } from '../snapshot/runs.js';
-import { info } from '../ui/console.js';
+import { info, notice } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
 import { renderTable } from '../ui/table.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
@@ -58,13 +56,16 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
       plan = planPrune(await snapshotDirs(layout), policy);
       const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
       if (a.dryRun) return reconcile(onImage, await snapshotDirs(layout));
-      for (const r of plan.remove) {
-        await session.stack.assertAlive();
-        await rm(join(layout.snapshots, r.dir), { recursive: true, force: true });
-        await removeManifest(layout, r.name);
-      }
+      const alive = () => session.stack.assertAlive();
+      await finishLeftoverDeletions(layout, alive, notice);
+      await alive();
+      await markDeleting(layout, plan.remove.map((r) => r.dir));
       const catalog = reconcile(onImage, await snapshotDirs(layout));
       await writeCatalog(layout.catalog, catalog);
+      // The commit point: once the renames are on the remote, no run lists these snapshots again, whatever cuts the deletion.
+      await session.fsLayer()!.flush();
+      await alive();
+      await finishDeleting(layout, alive);
       const done = meter.phases;
       await appendRun(layout.runs, {
         id: session.runId,

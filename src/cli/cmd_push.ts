@@ -18,6 +18,7 @@ import { SyncProgressBar } from '../ui/progress.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type RunFacts, type VaultContext } from './common.js';
 import { withHooks } from './hooks.js';
 import { renderRunSummary } from '../ui/runs-view.js';
+import { finishLeftoverDeletions } from '../snapshot/deleting.js';
 
 export interface PushArgs extends GlobalArgs {
   args: string[];
@@ -78,11 +79,12 @@ async function pushSnapshot(
   if (meta.vaultId !== session.o.config.vaultId) {
     throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${session.o.config.name}' (${session.o.config.vaultId}); refusing to write`);
   }
+  await finishLeftoverDeletions(layout, () => session.stack.assertAlive(), notice);
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const previous = newestComplete(refs);
   const partial = refs.filter((r) => r.partial).pop();
-  const name = nextSnapshotName(new Date(), refs.map((r) => r.name));
+  const name = nextSnapshotName(new Date(), dirs);
   const target = join(layout.snapshots, `${name}.partial`);
   facts.snapshot = name;
   await session.stack.assertAlive();
@@ -118,6 +120,9 @@ async function pushSnapshot(
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
   await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
+  // Complete means on the remote: the image's writes are acknowledged before the remote answers them,
+  // so a write the remote refused (a full disk) shows only once everything below is flushed.
+  await session.fsLayer()!.flush();
   await session.stack.assertAlive();
   await rename(target, join(layout.snapshots, name));
 

@@ -12,7 +12,7 @@ import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { notice } from '../ui/console.js';
 import { PhaseTicker } from '../ui/progress.js';
-import { SshvaultError } from '../errors.js';
+import { ExitCode, SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
 import { warnIfStale } from './staleness.js';
 
@@ -84,6 +84,11 @@ export interface MeteredRun<T> {
   record: RunRecord;
 }
 
+/** Errors a full remote disk can hide behind; a refusal for another reason (usage, auth, lock, signal) stays what it is. */
+function mayBeFull(e: Error): boolean {
+  return !(e instanceof SshvaultError) || e.exitCode === ExitCode.link || e.exitCode === ExitCode.unexpected;
+}
+
 /**
  * One command against the remote vault, phase by phase: connect, open (when
  * the filesystem is needed), the command's own phases, close. The stack is
@@ -146,6 +151,7 @@ export async function meteredSession<T>(
     else checkpoint();
   } catch (e) {
     error = (session.conn?.lost && !(e instanceof SshvaultError && e.exitCode > 128) ? session.conn.lost : e) as Error;
+    if (mayBeFull(error)) error = (await session.fullError(error)) ?? error;
   } finally {
     meter.begin('close');
     const closeError = await session.close();
@@ -154,6 +160,8 @@ export async function meteredSession<T>(
     untrap();
     if (!error && closeError) error = closeError;
   }
+  // The image's writes may fail only at the flush when the stack closes.
+  if (error && mayBeFull(error)) error = session.imageCache?.remoteFull ?? error;
   if (!error && controller.signal.aborted && !opts.untilSignal) error = controller.signal.reason as Error;
   const totals = meter.totals();
   const record: RunRecord = {

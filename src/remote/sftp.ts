@@ -133,8 +133,10 @@ export async function readRange(sftp: SFTPWrapper, path: string, offset: number,
 /** Free space where the server offers statvfs@openssh.com; undefined elsewhere. */
 export async function freeBytes(sftp: SFTPWrapper, path: string): Promise<number | undefined> {
   try {
+    // ssh2 keeps statvfs(2)'s own field names.
     const st = await call<{ f_bavail: number; f_frsize: number }>((cb) => sftp.ext_openssh_statvfs(path, cb as never));
-    return st.f_bavail * st.f_frsize;
+    const free = Number(st.f_bavail) * Number(st.f_frsize);
+    return Number.isFinite(free) ? free : undefined;
   } catch {
     return undefined;
   }
@@ -149,7 +151,8 @@ export async function createImage(
   sftp: SFTPWrapper,
   path: string,
   size: number,
-  opts: { preallocate: boolean; onProgress?: (written: number) => void },
+  /** `explain` turns a failure into what the user is told, asked before the half-made file is removed. */
+  opts: { preallocate: boolean; onProgress?: (written: number) => void; explain?: (e: unknown) => Promise<unknown> },
 ): Promise<void> {
   let handle: Buffer;
   try {
@@ -174,7 +177,11 @@ export async function createImage(
     } else {
       await call<void>((cb) => sftp.fsetstat(handle, { size } as never, cb));
     }
-  } finally {
-    await call<void>((cb) => sftp.close(handle, cb));
+  } catch (e) {
+    const why = opts.explain ? await opts.explain(e) : e;
+    await call<void>((cb) => sftp.close(handle, cb)).catch(() => {});
+    await unlink(sftp, path).catch(() => {});
+    throw why;
   }
+  await call<void>((cb) => sftp.close(handle, cb));
 }

@@ -12,6 +12,7 @@ export interface SnapshotRef {
 }
 
 const PARTIAL_SUFFIX = '.partial';
+const DELETING_SUFFIX = '.deleting';
 const NAME = /^(\d{4})-(\d{2})-(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 
 function pad(n: number, width = 2): string {
@@ -40,6 +41,22 @@ export function parseSnapshotDir(dirName: string): SnapshotRef | null {
   return time ? { name, time, partial } : null;
 }
 
+/**
+ * Where prune moves a snapshot directory before deleting it: a cut in the
+ * middle of a deletion leaves `<dir>.deleting`, which nothing reads as a
+ * snapshot and the next writing run finishes, never half a snapshot under a
+ * snapshot's name.
+ */
+export function deletingDir(dir: string): string {
+  return `${dir}${DELETING_SUFFIX}`;
+}
+
+/** The snapshot a `.deleting` directory was; null for anything else. */
+export function parseDeletingDir(dirName: string): SnapshotRef | null {
+  if (!dirName.endsWith(DELETING_SUFFIX)) return null;
+  return parseSnapshotDir(dirName.slice(0, -DELETING_SUFFIX.length));
+}
+
 /** Oldest first; the name format makes lexical order chronological order. */
 export function sortSnapshots<T extends { name: string }>(list: T[]): T[] {
   return [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -53,10 +70,10 @@ export function newestComplete(refs: SnapshotRef[]): SnapshotRef | undefined {
 /**
  * The name for a snapshot taken at `now`. Two pushes within one second would
  * collide, so the later one moves to the next second nobody uses yet.
- * `existing` may hold names or directory names: a `.partial` holds its name too.
+ * `existing` may hold names or directory names: a `.partial` or `.deleting` holds its name too.
  */
 export function nextSnapshotName(now: Date, existing: string[]): string {
-  const taken = new Set(existing.map((e) => parseSnapshotDir(e)?.name ?? e));
+  const taken = new Set(existing.map((e) => (parseSnapshotDir(e) ?? parseDeletingDir(e))?.name ?? e));
   let t = Math.floor(now.getTime() / 1000) * 1000;
   while (taken.has(snapshotName(new Date(t)))) t += 1000;
   return snapshotName(new Date(t));

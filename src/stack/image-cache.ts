@@ -1,6 +1,8 @@
 import type { SFTPWrapper } from 'ssh2';
 import { rm } from 'node:fs/promises';
+import type { VaultFullError } from '../errors.js';
 import type { Connection } from '../remote/connection.js';
+import { remoteFullError } from '../remote/full.js';
 import { call, readInto } from '../remote/sftp.js';
 import { debug } from '../log.js';
 import { BlockCache } from './block-cache.js';
@@ -15,17 +17,21 @@ const PIECE = 64 * 1024;
 /** The image file through its own SFTP channel, big requests split into pieces in flight together. */
 class SftpImage implements RemoteImage {
   private fsyncSupported = true;
+  /** Set once a write failed because the remote disk is full: what the run reports, whichever layer it fails in. */
+  full: VaultFullError | undefined;
+  private fullCheck: Promise<VaultFullError | undefined> | undefined;
 
   private constructor(
     private readonly sftp: SFTPWrapper,
     private readonly handle: Buffer,
     readonly size: number,
+    private readonly whenFull: (e: unknown) => Promise<VaultFullError | undefined>,
   ) {}
 
-  static async open(sftp: SFTPWrapper, path: string, readOnly: boolean): Promise<SftpImage> {
+  static async open(sftp: SFTPWrapper, path: string, readOnly: boolean, whenFull: (e: unknown) => Promise<VaultFullError | undefined>): Promise<SftpImage> {
     const handle = await call<Buffer>((cb) => sftp.open(path, readOnly ? 'r' : 'r+', cb));
     const st = await call<{ size: number }>((cb) => sftp.fstat(handle, cb as never));
-    return new SftpImage(sftp, handle, st.size);
+    return new SftpImage(sftp, handle, st.size, whenFull);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -40,7 +46,21 @@ class SftpImage implements RemoteImage {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
-    await Promise.all(pieces(data.length).map(([at, n]) => call<void>((cb) => this.sftp.write(this.handle, data, at, n, offset + at, cb as never))));
+    try {
+      await Promise.all(pieces(data.length).map(([at, n]) => call<void>((cb) => this.sftp.write(this.handle, data, at, n, offset + at, cb as never))));
+    } catch (e) {
+      throw (await this.fullNow(e)) ?? e;
+    }
+  }
+
+  /** One statvfs for a burst of failed writes, not one each. */
+  private async fullNow(e: unknown): Promise<VaultFullError | undefined> {
+    if (this.full) return this.full;
+    this.fullCheck ??= this.whenFull(e)
+      .catch(() => undefined)
+      .finally(() => (this.fullCheck = undefined));
+    this.full ??= await this.fullCheck;
+    return this.full;
   }
 
   /** fsync@openssh.com where the server has it; elsewhere a write is as durable as the server makes it. */
@@ -78,6 +98,8 @@ export interface ImageCacheOptions {
   generation: { found?: string; now?: string };
   maxBytes: number;
   readOnly: boolean;
+  /** The command this run does, for what a full remote disk tells the user to do. */
+  command: string;
   notice: (message: string) => void;
 }
 
@@ -96,6 +118,11 @@ export class ImageCacheLayer implements Layer {
 
   constructor(private readonly o: ImageCacheOptions) {}
 
+  /** Set once a write to the image failed because the remote disk is full. */
+  get remoteFull(): VaultFullError | undefined {
+    return this.image?.full;
+  }
+
   /** What this run read from the cache and from the remote, in bytes; kept after close for the run record. */
   get counters(): CacheCounters | undefined {
     return this.backend?.counters;
@@ -103,7 +130,8 @@ export class ImageCacheLayer implements Layer {
 
   async open(): Promise<string> {
     const o = this.o;
-    this.image = await SftpImage.open(await o.conn.openSftp(), o.imagePath, o.readOnly);
+    const sftp = await o.conn.openSftp();
+    this.image = await SftpImage.open(sftp, o.imagePath, o.readOnly, (e) => remoteFullError(sftp, o.imagePath, o.conn.target, o.command, e));
     const phdr = o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
     // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
     const luks = isLuks1(phdr);

@@ -10,6 +10,7 @@ import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/genera
 import { forgetLockRun, ownLockRuns, recordLockRun } from '../remote/own-locks.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
 import { sftpFiles } from '../remote/remote-files.js';
+import { remoteFullError } from '../remote/full.js';
 import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
@@ -128,14 +129,29 @@ export class VaultSession {
     if (free !== undefined && free < size) {
       this.o.notice(`The remote has only ${formatBytes(free)} free for a ${formatBytes(size)} sparse image; backups fail once it runs out.`);
     }
-    await createImage(sftp, this.imagePath, size, { preallocate });
+    await createImage(sftp, this.imagePath, size, { preallocate, explain: async (e) => (await this.fullError(e)) ?? e });
     this.createdImage = true;
   }
 
-  /** Undoes a failed init, so that running it again does not meet a half-made image. */
+  /** Undoes a failed init, so that running it again does not meet a half-made image or its generation. */
   async removeCreatedImage(): Promise<void> {
     if (!this.createdImage || !this.conn || this.conn.lost) return;
-    await unlink(await this.conn.sftp(), this.imagePath);
+    const sftp = await this.conn.sftp();
+    await unlink(sftp, this.imagePath);
+    await unlink(sftp, remotePath(this.remote, GENERATION_FILE));
+  }
+
+  /**
+   * Why a writing run failed, if the remote disk is full: a write into the
+   * sparse image can fail in any layer (an I/O error under rsync, a flush at
+   * unmount, cryptsetup writing through sshfs), so the failure is classified
+   * here by asking the remote, not by the message that surfaced.
+   */
+  async fullError(e: unknown): Promise<VaultFullError | undefined> {
+    if (e instanceof VaultFullError) return e;
+    if (this.imageCache?.remoteFull) return this.imageCache.remoteFull;
+    if (this.o.readOnly || !this.conn || this.conn.lost) return undefined;
+    return remoteFullError(await this.conn.sftp(), this.remote.dir, this.conn.target, this.o.command, e).catch(() => undefined);
   }
 
   /**
@@ -187,6 +203,7 @@ export class VaultSession {
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
       maxBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       readOnly: this.o.readOnly,
+      command: this.o.command,
       notice: this.o.notice,
     }));
     return [

@@ -25,6 +25,8 @@ export interface TestVault {
   remoteDir: string;
   image: string;
   remote: string;
+  /** What init printed. */
+  init: CliResult;
   /** Runs a push and returns the new snapshot's name. */
   push(): Promise<string>;
   /** What this vault's runs left behind (mounts, loop devices, daemons): empty after every scenario. */
@@ -32,7 +34,8 @@ export interface TestVault {
   dispose(): Promise<void>;
 }
 
-export async function setupVault(name: string, opts: { size?: string } = {}): Promise<TestVault> {
+/** `remoteDir`: serve this directory (the test's own, e.g. a small tmpfs) instead of one under the sshd's dir. */
+export async function setupVault(name: string, opts: { size?: string; remoteDir?: string } = {}): Promise<TestVault> {
   const sshd = await startSshd();
   const ws = await workspace();
   const scratch = await mkdtemp(join(tmpdir(), `sshvault-${name}-`));
@@ -44,18 +47,17 @@ export async function setupVault(name: string, opts: { size?: string } = {}): Pr
     await rm(scratch, { recursive: true, force: true });
   };
   const src = join(scratch, 'src');
-  const remoteDir = sshd.remoteDir(name);
+  const remoteDir = opts.remoteDir ?? sshd.remoteDir(name);
   const remote = `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`;
   let tree: SourceManifest;
+  let init: CliResult;
   try {
     tree = await makeSourceTree(src);
-    expectOk(
-      await ws.sv([
-        'init', name, '--remote', remote, '--size', opts.size ?? '256M',
-        '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
-      ]),
-      'init',
-    );
+    init = await ws.sv([
+      'init', name, '--remote', remote, '--size', opts.size ?? '256M',
+      '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
+    ]);
+    expectOk(init, 'init');
   } catch (e) {
     await dispose();
     throw e;
@@ -71,6 +73,7 @@ export async function setupVault(name: string, opts: { size?: string } = {}): Pr
     remoteDir,
     image: join(remoteDir, 'vault.img'),
     remote,
+    init,
     async push() {
       // Snapshot names are to the second: two pushes in one second would make the later one wait anyway.
       const r = await ws.sv(['push', name, '--json']);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { newestComplete, nextSnapshotName, parseSnapshotDir, snapshotName, sortSnapshots } from '../../src/snapshot/naming.js';
+import { deletingDir, newestComplete, nextSnapshotName, parseDeletingDir, parseSnapshotDir, snapshotName, sortSnapshots } from '../../src/snapshot/naming.js';
 
 describe('snapshotName', () => {
   it('is UTC to the second, without colons', () => {
@@ -103,5 +103,32 @@ describe('nextSnapshotName', () => {
 
   it('carries over minute, day and year boundaries', () => {
     expect(nextSnapshotName(new Date('2026-12-31T23:59:59Z'), ['2026-12-31T235959Z'])).toBe('2027-01-01T000000Z');
+  });
+});
+
+describe('snapshots being deleted', () => {
+  it('are renamed to <dir>.deleting, complete or partial', () => {
+    expect(deletingDir('2026-11-22T030000Z')).toBe('2026-11-22T030000Z.deleting');
+    expect(deletingDir('2026-11-22T030000Z.partial')).toBe('2026-11-22T030000Z.partial.deleting');
+  });
+
+  it('are never read as snapshots: not listed, not a link-dest, not resolved by restore', () => {
+    expect(parseSnapshotDir('2026-11-22T030000Z.deleting')).toBeNull();
+    expect(parseSnapshotDir('2026-11-22T030000Z.partial.deleting')).toBeNull();
+    const refs = ['2026-11-21T030000Z', '2026-11-22T030000Z.deleting'].map(parseSnapshotDir).filter((r) => r !== null);
+    expect(newestComplete(refs)?.name).toBe('2026-11-21T030000Z');
+  });
+
+  it('name the snapshot they were, so its manifest goes with them', () => {
+    expect(parseDeletingDir('2026-11-22T030000Z.deleting')).toEqual({ name: '2026-11-22T030000Z', time: new Date('2026-11-22T03:00:00Z'), partial: false });
+    expect(parseDeletingDir('2026-11-22T030000Z.partial.deleting')).toEqual({ name: '2026-11-22T030000Z', time: new Date('2026-11-22T03:00:00Z'), partial: true });
+  });
+
+  it.each(['2026-11-22T030000Z', '2026-11-22T030000Z.partial', 'lost+found.deleting', '.deleting', '2026-11-22T030000Z.deleting.deleting'])('%j is not one', (dir) => {
+    expect(parseDeletingDir(dir)).toBeNull();
+  });
+
+  it('keep their name taken until they are gone', () => {
+    expect(nextSnapshotName(new Date('2026-11-22T03:00:00.500Z'), ['2026-11-22T030000Z.deleting'])).toBe('2026-11-22T030001Z');
   });
 });
