@@ -25,6 +25,8 @@ export interface VaultConfig {
   retention?: RetentionPolicy;
   /** Size limit of the local block cache in bytes; 0 turns it off (default: DEFAULT_CACHE_BYTES). */
   cacheBytes?: number;
+  /** How long a remote request may go unanswered before the run gives up with exit 4 (default: DEFAULT_REQUEST_TIMEOUT_SECONDS). */
+  requestTimeoutSeconds?: number;
 }
 
 /** Enough for the metadata of a few million files with 1 KiB blocks; see the README's 'Local block cache'. */
@@ -83,6 +85,10 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
   if (c.cacheBytes !== undefined && (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes < 0)) {
     fail(file, `'cacheBytes' must be a number of bytes (0 turns the block cache off)`);
   }
+  const timeout = c.requestTimeoutSeconds;
+  if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0)) {
+    fail(file, `'requestTimeoutSeconds' must be a positive number of seconds`);
+  }
   const retention = c.retention;
   if (retention !== undefined) {
     if (typeof retention !== 'object' || retention === null) fail(file, `'retention' must be an object`);
@@ -107,6 +113,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
     passphraseCommand: str('passphraseCommand', false),
     retention: retention as RetentionPolicy | undefined,
     ...(c.cacheBytes !== undefined ? { cacheBytes: c.cacheBytes as number } : {}),
+    ...(timeout !== undefined ? { requestTimeoutSeconds: timeout as number } : {}),
   };
 }
 

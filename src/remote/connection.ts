@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import net from 'node:net';
@@ -16,6 +17,7 @@ import {
   recordHostKey,
 } from './known-hosts.js';
 import { expandHome, parseSshG, type ResolvedHost } from './ssh-config.js';
+import { requestTimeoutSeconds, StallWatch } from './stall-watch.js';
 import type { ByteCounter } from './traffic.js';
 import type { RemoteSpec } from './url.js';
 
@@ -24,6 +26,8 @@ export interface ConnectOptions {
   identity?: string;
   knownHosts?: string;
   acceptNewHostKey?: boolean;
+  /** The vault's `requestTimeoutSeconds`; SSHVAULT_REQUEST_TIMEOUT and the default apply as in requestTimeoutSeconds(). */
+  requestTimeoutSeconds?: number;
   /** Called as soon as the socket exists, so a run that fails in the handshake still has its bytes counted. */
   onCounter?: (counter: ByteCounter) => void;
 }
@@ -55,22 +59,40 @@ export class Connection {
   private closing = false;
   private readonly lostListeners: ((e: Error) => void)[] = [];
   private control: SFTPWrapper | undefined;
+  /** Every request on this connection, ours and sshfs's: a server that stops answering them ends the connection. */
+  readonly watch: StallWatch;
 
   constructor(
     readonly client: Client,
     readonly counter: ByteCounter,
     readonly target: string,
     private readonly transport: { destroy(): void },
+    requestTimeoutMs: number,
   ) {
     const onDown = (why: string) => {
-      if (this.closing || this.lostError) return;
-      this.lostError = new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`);
-      debug(`connection lost: ${why}`);
-      for (const l of this.lostListeners) l(this.lostError);
+      this.down(new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`));
     };
     client.on('error', (e: Error) => onDown(e.message));
     client.on('close', () => onDown('connection closed'));
     client.on('end', () => onDown('connection ended by the server'));
+    this.watch = new StallWatch(requestTimeoutMs, () => {
+      const s = Math.round(requestTimeoutMs / 1000);
+      this.down(
+        new LinkError(
+          `the remote ${this.target} stopped answering for ${s} s although the connection stayed up; the snapshot stays partial, run 'sshvault push' again when the server answers (a slow server may need a larger requestTimeoutSeconds in the vault's config)`,
+        ),
+      );
+      // Ending the connection ends sshfs's pipes too: sshfs has no request timeout of its own.
+      this.transport.destroy();
+    });
+  }
+
+  private down(e: LinkError): void {
+    if (this.closing || this.lostError) return;
+    this.lostError = e;
+    this.watch.stop();
+    debug(`connection lost: ${e.message}`);
+    for (const l of this.lostListeners) l(e);
   }
 
   get lost(): Error | undefined {
@@ -111,6 +133,11 @@ export class Connection {
   /** Settles with the loss of the connection if that comes first: ssh2 leaves some requests pending forever then. */
   guard<T>(p: Promise<T>): Promise<T> {
     if (this.lostError) return Promise.reject(this.lostError);
+    this.watch.begin();
+    void p.then(
+      () => this.watch.end(),
+      () => this.watch.end(),
+    );
     return new Promise<T>((resolve, reject) => {
       this.onLost(reject);
       p.then(resolve, reject);
@@ -120,7 +147,8 @@ export class Connection {
   /**
    * ssh2 does not fail SFTP requests that are in flight when the socket is
    * reset; their callbacks would never run. Every callback-taking call on the
-   * control channel is tracked and failed with the loss instead.
+   * channel is tracked and failed with the loss instead, and counts as a
+   * request for the stall watch until its callback runs.
    */
   private failPendingOnLoss(sftp: SFTPWrapper): SFTPWrapper {
     const pending = new Set<(e: Error) => void>();
@@ -132,6 +160,8 @@ export class Connection {
       get: (target, prop, receiver) => {
         const value = Reflect.get(target, prop, receiver);
         if (typeof value !== 'function') return value;
+        // Listeners are not requests: their callbacks may never run.
+        if (typeof prop === 'string' && prop in EventEmitter.prototype) return value.bind(target);
         return (...args: unknown[]) => {
           const last = args.length - 1;
           if (typeof args[last] !== 'function') return value.apply(target, args);
@@ -142,10 +172,12 @@ export class Connection {
             if (done) return;
             done = true;
             pending.delete(fail);
+            this.watch.end();
             cb(...r);
           };
           const fail = (e: Error) => once(e);
           pending.add(fail);
+          this.watch.begin();
           args[last] = once;
           return value.apply(target, args);
         };
@@ -160,6 +192,7 @@ export class Connection {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.watch.stop();
     if (this.lostError) {
       this.transport.destroy();
       return;
@@ -370,5 +403,5 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
     client.connect(config);
   });
   debug(`connected to ${target}`);
-  return new Connection(client, transport.counter, target, transport);
+  return new Connection(client, transport.counter, target, transport, requestTimeoutSeconds(opts.requestTimeoutSeconds) * 1000);
 }

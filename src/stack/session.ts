@@ -24,7 +24,7 @@ import { SshfsLayer } from './sshfs.js';
 import { Stack } from './stack.js';
 
 export interface SessionOptions {
-  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts' | 'cacheBytes'>;
+  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts' | 'cacheBytes' | 'requestTimeoutSeconds'>;
   paths: VaultPaths;
   command: string;
   readOnly: boolean;
@@ -86,6 +86,7 @@ export class VaultSession {
       identity: this.o.config.identity,
       knownHosts: this.o.config.knownHosts,
       acceptNewHostKey: this.o.acceptNewHostKey,
+      requestTimeoutSeconds: this.o.config.requestTimeoutSeconds,
       onCounter: (c) => this.o.meter.attach(c),
     });
     const sftp = await this.conn.sftp();

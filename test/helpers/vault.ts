@@ -7,7 +7,7 @@ import { expectOk, workspace, type CliResult, type Workspace } from './cli.js';
 import { forceCleanup, leftovers } from './cleanup.js';
 import { makeSourceTree, type SourceManifest } from './independent.js';
 import { sleep } from './proc.js';
-import { startSshd, type SshdFixture } from './sshd.js';
+import { startSshd, type SshdFixture, type SshdOptions } from './sshd.js';
 
 /**
  * One vault on a real sshd, with a source tree made by makeSourceTree: the
@@ -32,8 +32,8 @@ export interface TestVault {
   dispose(): Promise<void>;
 }
 
-export async function setupVault(name: string, opts: { size?: string } = {}): Promise<TestVault> {
-  const sshd = await startSshd();
+export async function setupVault(name: string, opts: { size?: string; sshd?: SshdOptions } = {}): Promise<TestVault> {
+  const sshd = await startSshd(opts.sshd);
   const ws = await workspace();
   const scratch = await mkdtemp(join(tmpdir(), `sshvault-${name}-`));
   const dispose = async () => {
