@@ -7,15 +7,8 @@ import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from '
 import { AuthError, LinkError } from '../errors.js';
 import { run, spawn } from '../exec.js';
 import { debug } from '../log.js';
-import {
-  fingerprint,
-  hostKeyAlgorithms,
-  hostPattern,
-  judgeHostKey,
-  keyType,
-  lookupKnownKeys,
-  recordHostKey,
-} from './known-hosts.js';
+import { HostTrust } from './host-trust.js';
+import { hostPattern } from './known-hosts.js';
 import { expandHome, parseSshG, type ResolvedHost } from './ssh-config.js';
 import { requestTimeoutSeconds, StallWatch } from './stall-watch.js';
 import type { ByteCounter } from './traffic.js';
@@ -316,9 +309,15 @@ function authMethods(h: ResolvedHost, identity: string | undefined): AuthMethod[
 export async function connect(opts: ConnectOptions): Promise<Connection> {
   const h = await resolveHost(opts.remote);
   const target = `${h.user}@${hostPattern(h.hostname, h.port)}`;
-  const knownFiles = opts.knownHosts ? [opts.knownHosts] : h.userKnownHostsFiles.map((f) => expandHome(f, homedir()));
+  const userFiles = opts.knownHosts ? [opts.knownHosts] : h.userKnownHostsFiles.map((f) => expandHome(f, homedir()));
   const pattern = hostPattern(h.hostname, h.port);
-  const known = await lookupKnownKeys(pattern, knownFiles.filter((f) => existsSync(f)));
+  // The global files count as OpenSSH counts them, even beside a vault's own known_hosts: a key revoked there stays revoked.
+  const trust = await HostTrust.load({
+    pattern,
+    recordFile: userFiles[0],
+    lookupFiles: [...userFiles, ...h.globalKnownHostsFiles.map((f) => expandHome(f, homedir()))],
+    acceptNew: !!opts.acceptNewHostKey,
+  });
   const methods = authMethods(h, opts.identity);
   if (methods.length === 0) {
     throw new AuthError(`no SSH key to log in to ${target}: give --identity FILE or start ssh-agent with your key`);
@@ -326,31 +325,16 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
 
   let refusal: Error | undefined;
   const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void) => {
-    const fp = fingerprint(blob);
-    const verdict = judgeHostKey(blob, known);
-    if (verdict.kind === 'known') return verify(true);
-    if (verdict.kind === 'revoked') {
-      refusal = new AuthError(`the host key of ${pattern} (${fp}) is marked @revoked in known_hosts; refusing to connect`);
-    } else if (verdict.kind === 'changed') {
-      refusal = new AuthError(
-        `the host key of ${pattern} has CHANGED (${keyType(blob)} ${fp}); someone may be intercepting the connection. If the server was really reinstalled, remove the old key with: ssh-keygen -R '${pattern}' -f ${knownFiles[0]}`,
-      );
-    } else if (!opts.acceptNewHostKey) {
-      refusal = new AuthError(`unknown host key for ${pattern} (${keyType(blob)} ${fp}); check the fingerprint and run again with --accept-new-host-key`);
-    } else {
-      recordHostKey(knownFiles[0], pattern, blob).then(
-        () => {
-          process.stderr.write(`Recorded new host key for ${pattern} (${keyType(blob)} ${fp}) in ${knownFiles[0]}\n`);
-          verify(true);
-        },
-        (e: Error) => {
-          refusal = new AuthError(`cannot record the host key in ${knownFiles[0]}: ${e.message}`);
-          verify(false);
-        },
-      );
-      return;
-    }
-    verify(false);
+    trust.check(blob).then(
+      (refused) => {
+        if (refused) refusal = refused;
+        verify(!refused);
+      },
+      (e: Error) => {
+        refusal = e;
+        verify(false);
+      },
+    );
   };
 
   const transport = transportFor(h);
@@ -378,7 +362,7 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
     algorithms: {
       cipher: [...CIPHERS],
       compress: ['none'],
-      ...(known.length ? { serverHostKey: hostKeyAlgorithms(known.filter((k) => !k.revoked).map((k) => k.type)) as never } : {}),
+      ...(trust.algorithms() ? { serverHostKey: trust.algorithms() as never } : {}),
     },
   };
   await new Promise<void>((resolve, reject) => {
