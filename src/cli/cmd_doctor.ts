@@ -42,6 +42,7 @@ export async function cmdDoctor(a: GlobalArgs): Promise<number> {
     engine: auto.engine,
     reason: auto.reason,
     deviceMapper: dm.ok,
+    deviceMapperReason: dm.reason,
     fuse: existsSync('/dev/fuse'),
     loopControl: existsSync('/dev/loop-control'),
     ssh2NativeCrypto: nativeCrypto,
@@ -54,6 +55,7 @@ export async function cmdDoctor(a: GlobalArgs): Promise<number> {
   } else {
     info(root ? 'root: yes' : 'root: NO: push, restore, mount, check and the other commands that attach loop devices and mount filesystems need root');
     info(`engine: ${auto.engine} (${auto.reason})`);
+    info(`kernel engine: ${dm.ok ? 'can run' : 'cannot run'}: ${dm.reason}`);
     info(`/dev/fuse: ${report.fuse ? 'yes' : 'MISSING'}; /dev/loop-control: ${report.loopControl ? 'yes' : 'MISSING'}`);
     info(`ssh2 native crypto: ${nativeCrypto ? 'yes' : 'no (chacha20 runs at half speed; reinstall with install scripts allowed)'}`);
     info(renderTable(['tool', 'package', 'used for', 'found'], tools.map((t) => [t.tool, t.pkg, t.why, t.found ? 'yes' : 'MISSING'])));

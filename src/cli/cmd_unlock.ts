@@ -16,7 +16,12 @@ export async function cmdUnlock(a: UnlockArgs): Promise<number> {
   const ctx = await openContext(a.vault);
   if (!a.force) throw new UsageError("unlock breaks another client's lock and can destroy the vault if that client is still writing; add --force if you are sure");
   const remote = parseRemote(ctx.config.remote);
-  const conn = await connect({ remote, identity: ctx.config.identity, knownHosts: ctx.config.knownHosts });
+  const conn = await connect({
+    remote,
+    identity: ctx.config.identity,
+    knownHosts: ctx.config.knownHosts,
+    requestTimeoutSeconds: ctx.config.requestTimeoutSeconds,
+  });
   try {
     const files = sftpFiles(await conn.sftp());
     const holder = await breakLock(files, remote.dir);

@@ -33,6 +33,8 @@ export interface VaultConfig {
   onFailure?: string;
   /** Upload cap of every run, a link rate such as `2mbit` (`--limit-upload` overrides it). */
   limitUpload?: string;
+  /** How long a remote request may go unanswered before the run gives up with exit 4 (default: DEFAULT_REQUEST_TIMEOUT_SECONDS). */
+  requestTimeoutSeconds?: number;
 }
 
 export const DEFAULT_MAX_AGE = '3d';
@@ -108,6 +110,10 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
       fail(file, `'limitUpload': ${(e as Error).message}`);
     }
   }
+  const timeout = c.requestTimeoutSeconds;
+  if (timeout !== undefined && (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout <= 0)) {
+    fail(file, `'requestTimeoutSeconds' must be a positive number of seconds`);
+  }
   const retention = c.retention;
   if (retention !== undefined) {
     if (typeof retention !== 'object' || retention === null) fail(file, `'retention' must be an object`);
@@ -136,6 +142,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
     ...(str('onSuccess', false) !== undefined ? { onSuccess: str('onSuccess', false) } : {}),
     ...(str('onFailure', false) !== undefined ? { onFailure: str('onFailure', false) } : {}),
     ...(str('limitUpload', false) !== undefined ? { limitUpload: str('limitUpload', false) } : {}),
+    ...(timeout !== undefined ? { requestTimeoutSeconds: timeout as number } : {}),
   };
 }
 

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import net from 'node:net';
@@ -6,17 +7,11 @@ import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from '
 import { AuthError, LinkError } from '../errors.js';
 import { run, spawn } from '../exec.js';
 import { debug } from '../log.js';
-import {
-  fingerprint,
-  hostKeyAlgorithms,
-  hostPattern,
-  judgeHostKey,
-  keyType,
-  lookupKnownKeys,
-  recordHostKey,
-} from './known-hosts.js';
+import { HostTrust } from './host-trust.js';
+import { hostPattern } from './known-hosts.js';
 import { expandHome, parseSshG, type ResolvedHost } from './ssh-config.js';
 import { throttled, uploadLimit } from './throttle.js';
+import { requestTimeoutSeconds, StallWatch } from './stall-watch.js';
 import type { ByteCounter } from './traffic.js';
 import type { RemoteSpec } from './url.js';
 import { sanitize } from '../ui/sanitize.js';
@@ -26,6 +21,8 @@ export interface ConnectOptions {
   identity?: string;
   knownHosts?: string;
   acceptNewHostKey?: boolean;
+  /** The vault's `requestTimeoutSeconds`; SSHVAULT_REQUEST_TIMEOUT and the default apply as in requestTimeoutSeconds(). */
+  requestTimeoutSeconds?: number;
   /** Called as soon as the socket exists, so a run that fails in the handshake still has its bytes counted. */
   onCounter?: (counter: ByteCounter) => void;
   /** The vault's `limitUpload` (a link rate such as `2mbit`); `--limit-upload` overrides it. */
@@ -59,23 +56,41 @@ export class Connection {
   private closing = false;
   private readonly lostListeners: ((e: Error) => void)[] = [];
   private control: SFTPWrapper | undefined;
+  /** Every request on this connection, ours and sshfs's: a server that stops answering them ends the connection. */
+  readonly watch: StallWatch;
 
   constructor(
     readonly client: Client,
     readonly counter: ByteCounter,
     readonly target: string,
     private readonly transport: { destroy(): void },
+    requestTimeoutMs: number,
   ) {
     const onDown = (why: string) => {
-      if (this.closing || this.lostError) return;
-      this.lostError = new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`);
-      debug(`connection lost: ${why}`);
-      for (const l of this.lostListeners) l(this.lostError);
+      this.down(new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`));
     };
     // The server chooses the text of a disconnect.
     client.on('error', (e: Error) => onDown(sanitize(e.message)));
     client.on('close', () => onDown('connection closed'));
     client.on('end', () => onDown('connection ended by the server'));
+    this.watch = new StallWatch(requestTimeoutMs, () => {
+      const s = Math.round(requestTimeoutMs / 1000);
+      this.down(
+        new LinkError(
+          `the remote ${this.target} stopped answering for ${s} s although the connection stayed up; the snapshot stays partial, run 'sshvault push' again when the server answers (a slow server may need a larger requestTimeoutSeconds in the vault's config)`,
+        ),
+      );
+      // Ending the connection ends sshfs's pipes too: sshfs has no request timeout of its own.
+      this.transport.destroy();
+    });
+  }
+
+  private down(e: LinkError): void {
+    if (this.closing || this.lostError) return;
+    this.lostError = e;
+    this.watch.stop();
+    debug(`connection lost: ${e.message}`);
+    for (const l of this.lostListeners) l(e);
   }
 
   get lost(): Error | undefined {
@@ -116,6 +131,11 @@ export class Connection {
   /** Settles with the loss of the connection if that comes first: ssh2 leaves some requests pending forever then. */
   guard<T>(p: Promise<T>): Promise<T> {
     if (this.lostError) return Promise.reject(this.lostError);
+    this.watch.begin();
+    void p.then(
+      () => this.watch.end(),
+      () => this.watch.end(),
+    );
     return new Promise<T>((resolve, reject) => {
       this.onLost(reject);
       p.then(resolve, reject);
@@ -125,7 +145,8 @@ export class Connection {
   /**
    * ssh2 does not fail SFTP requests that are in flight when the socket is
    * reset; their callbacks would never run. Every callback-taking call on the
-   * control channel is tracked and failed with the loss instead.
+   * channel is tracked and failed with the loss instead, and counts as a
+   * request for the stall watch until its callback runs.
    */
   private failPendingOnLoss(sftp: SFTPWrapper): SFTPWrapper {
     const pending = new Set<(e: Error) => void>();
@@ -137,6 +158,8 @@ export class Connection {
       get: (target, prop, receiver) => {
         const value = Reflect.get(target, prop, receiver);
         if (typeof value !== 'function') return value;
+        // Listeners are not requests: their callbacks may never run.
+        if (typeof prop === 'string' && prop in EventEmitter.prototype) return value.bind(target);
         return (...args: unknown[]) => {
           const last = args.length - 1;
           if (typeof args[last] !== 'function') return value.apply(target, args);
@@ -147,10 +170,12 @@ export class Connection {
             if (done) return;
             done = true;
             pending.delete(fail);
+            this.watch.end();
             cb(...r);
           };
           const fail = (e: Error) => once(e);
           pending.add(fail);
+          this.watch.begin();
           args[last] = once;
           return value.apply(target, args);
         };
@@ -165,6 +190,7 @@ export class Connection {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.watch.stop();
     if (this.lostError) {
       this.transport.destroy();
       return;
@@ -288,9 +314,15 @@ function authMethods(h: ResolvedHost, identity: string | undefined): AuthMethod[
 export async function connect(opts: ConnectOptions): Promise<Connection> {
   const h = await resolveHost(opts.remote);
   const target = `${h.user}@${hostPattern(h.hostname, h.port)}`;
-  const knownFiles = opts.knownHosts ? [opts.knownHosts] : h.userKnownHostsFiles.map((f) => expandHome(f, homedir()));
+  const userFiles = opts.knownHosts ? [opts.knownHosts] : h.userKnownHostsFiles.map((f) => expandHome(f, homedir()));
   const pattern = hostPattern(h.hostname, h.port);
-  const known = await lookupKnownKeys(pattern, knownFiles.filter((f) => existsSync(f)));
+  // The global files count as OpenSSH counts them, even beside a vault's own known_hosts: a key revoked there stays revoked.
+  const trust = await HostTrust.load({
+    pattern,
+    recordFile: userFiles[0],
+    lookupFiles: [...userFiles, ...h.globalKnownHostsFiles.map((f) => expandHome(f, homedir()))],
+    acceptNew: !!opts.acceptNewHostKey,
+  });
   const methods = authMethods(h, opts.identity);
   if (methods.length === 0) {
     throw new AuthError(`no SSH key to log in to ${target}: give --identity FILE or start ssh-agent with your key`);
@@ -298,31 +330,16 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
 
   let refusal: Error | undefined;
   const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void) => {
-    const fp = fingerprint(blob);
-    const verdict = judgeHostKey(blob, known);
-    if (verdict.kind === 'known') return verify(true);
-    if (verdict.kind === 'revoked') {
-      refusal = new AuthError(`the host key of ${pattern} (${fp}) is marked @revoked in known_hosts; refusing to connect`);
-    } else if (verdict.kind === 'changed') {
-      refusal = new AuthError(
-        `the host key of ${pattern} has CHANGED (${keyType(blob)} ${fp}); someone may be intercepting the connection. If the server was really reinstalled, remove the old key with: ssh-keygen -R '${pattern}' -f ${knownFiles[0]}`,
-      );
-    } else if (!opts.acceptNewHostKey) {
-      refusal = new AuthError(`unknown host key for ${pattern} (${keyType(blob)} ${fp}); check the fingerprint and run again with --accept-new-host-key`);
-    } else {
-      recordHostKey(knownFiles[0], pattern, blob).then(
-        () => {
-          process.stderr.write(`Recorded new host key for ${pattern} (${keyType(blob)} ${fp}) in ${knownFiles[0]}\n`);
-          verify(true);
-        },
-        (e: Error) => {
-          refusal = new AuthError(`cannot record the host key in ${knownFiles[0]}: ${e.message}`);
-          verify(false);
-        },
-      );
-      return;
-    }
-    verify(false);
+    trust.check(blob).then(
+      (refused) => {
+        if (refused) refusal = refused;
+        verify(!refused);
+      },
+      (e: Error) => {
+        refusal = e;
+        verify(false);
+      },
+    );
   };
 
   const transport = transportFor(h);
@@ -352,7 +369,7 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
     algorithms: {
       cipher: [...CIPHERS],
       compress: ['none'],
-      ...(known.length ? { serverHostKey: hostKeyAlgorithms(known.filter((k) => !k.revoked).map((k) => k.type)) as never } : {}),
+      ...(trust.algorithms() ? { serverHostKey: trust.algorithms() as never } : {}),
     },
   };
   await new Promise<void>((resolve, reject) => {
@@ -377,5 +394,5 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
     client.connect(config);
   });
   debug(`connected to ${target}`);
-  return new Connection(client, transport.counter, target, transport);
+  return new Connection(client, transport.counter, target, transport, requestTimeoutSeconds(opts.requestTimeoutSeconds) * 1000);
 }

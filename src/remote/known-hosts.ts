@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { run } from '../exec.js';
@@ -28,6 +29,10 @@ export interface KnownKey {
   type: string;
   blob: string;
   revoked: boolean;
+  /** A `@cert-authority` line: it vouches for host certificates, which ssh2 cannot check, never for a plain key. */
+  certAuthority?: boolean;
+  /** The known_hosts file it is in. */
+  file?: string;
 }
 
 export async function lookupKnownKeys(pattern: string, files: string[]): Promise<KnownKey[]> {
@@ -45,8 +50,14 @@ export async function lookupKnownKeys(pattern: string, files: string[]): Promise
       if (!line.trim() || line.startsWith('#')) continue;
       const fields = line.trim().split(/\s+/);
       const marker = fields[0].startsWith('@') ? fields.shift() : undefined;
-      if (marker === '@cert-authority' || fields.length < 3) continue;
-      keys.push({ type: fields[1], blob: fields[2], revoked: marker === '@revoked' });
+      if (fields.length < 3) continue;
+      keys.push({
+        type: fields[1],
+        blob: fields[2],
+        revoked: marker === '@revoked',
+        ...(marker === '@cert-authority' ? { certAuthority: true } : {}),
+        file,
+      });
     }
   }
   return keys;
@@ -54,20 +65,28 @@ export async function lookupKnownKeys(pattern: string, files: string[]): Promise
 
 export type HostKeyVerdict =
   | { kind: 'known' }
-  | { kind: 'unknown' }
+  | { kind: 'unknown'; certAuthorityOnly?: true }
   | { kind: 'changed'; knownTypes: string[] }
   | { kind: 'revoked' };
 
 export function judgeHostKey(presented: Buffer, known: KnownKey[]): HostKeyVerdict {
   const b64 = presented.toString('base64');
   if (known.some((k) => k.revoked && k.blob === b64)) return { kind: 'revoked' };
-  const valid = known.filter((k) => !k.revoked);
+  const valid = plainKeys(known);
   if (valid.some((k) => k.blob === b64)) return { kind: 'known' };
-  if (valid.length === 0) return { kind: 'unknown' };
+  if (valid.length === 0) return known.some((k) => k.certAuthority && !k.revoked) ? { kind: 'unknown', certAuthorityOnly: true } : { kind: 'unknown' };
   return { kind: 'changed', knownTypes: [...new Set(valid.map((k) => k.type))] };
 }
 
+/** The host's own keys that are trusted: not revoked, not certificate authorities. */
+export function plainKeys(known: KnownKey[]): KnownKey[] {
+  return known.filter((k) => !k.revoked && !k.certAuthority);
+}
+
+/** Appends the key unless the file already has it for this host (another run may have recorded it meanwhile). */
 export async function recordHostKey(file: string, pattern: string, blob: Buffer): Promise<void> {
+  const b64 = blob.toString('base64');
+  if (existsSync(file) && plainKeys(await lookupKnownKeys(pattern, [file])).some((k) => k.blob === b64)) return;
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   await appendFile(file, `${pattern} ${keyType(blob)} ${blob.toString('base64')}\n`, { mode: 0o600 });
 }

@@ -28,7 +28,7 @@ import { SshfsLayer } from './sshfs.js';
 import { Stack } from './stack.js';
 
 export interface SessionOptions {
-  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts' | 'cacheBytes' | 'limitUpload'>;
+  config: Pick<VaultConfig, 'name' | 'vaultId' | 'remote' | 'image' | 'engine' | 'fs' | 'identity' | 'knownHosts' | 'cacheBytes' | 'limitUpload' | 'requestTimeoutSeconds'>;
   paths: VaultPaths;
   command: string;
   readOnly: boolean;
@@ -90,6 +90,7 @@ export class VaultSession {
       identity: this.o.config.identity,
       knownHosts: this.o.config.knownHosts,
       acceptNewHostKey: this.o.acceptNewHostKey,
+      requestTimeoutSeconds: this.o.config.requestTimeoutSeconds,
       onCounter: (c) => this.o.meter.attach(c),
       limitUpload: this.o.config.limitUpload,
     });

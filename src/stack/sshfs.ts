@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Connection } from '../remote/connection.js';
 import { LinkError } from '../errors.js';
+import { countSftpPackets } from '../remote/stall-watch.js';
 import { spawn, type Child } from '../exec.js';
 import { unmountFuse } from './fuse.js';
 import type { Layer, Leftover } from './layer.js';
@@ -34,8 +35,10 @@ export class SshfsLayer implements Layer {
     this.child = child;
     const stdin = child.process.stdin!;
     const stdout = child.process.stdout!;
-    channel.pipe(stdin);
-    stdout.pipe(channel);
+    // Its requests and their answers are counted, so that a server that stops answering sshfs is noticed too.
+    const watch = this.conn.watch;
+    channel.pipe(countSftpPackets(() => watch.end())).pipe(stdin);
+    stdout.pipe(countSftpPackets(() => watch.begin())).pipe(channel);
     // When the connection dies, passive sshfs would wait forever and every writer hang in state D;
     // ending its pipes makes it exit, so writers get EIO at once (DESIGN section 8).
     const cut = () => {

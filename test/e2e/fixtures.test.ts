@@ -316,6 +316,32 @@ describe('leftovers and forceCleanup', () => {
     }
   });
 
+  it('sees and ends rsync processes and key files below the prefix', async () => {
+    const dir = join(root, 'rsync');
+    const run = join(dir, 'state', 'sshvault', 'v', 'run');
+    await mkdir(join(dir, 'src'), { recursive: true });
+    await mkdir(run, { recursive: true });
+    await writeFile(join(run, 'key-0123456789ab'), 'secret', { mode: 0o600 });
+    await writeFile(join(dir, 'key-not-in-a-run-dir'), 'not a key file');
+    // A remote shell that never answers keeps rsync waiting, as a writer blocked on a dead mount would.
+    const rsync = spawn('rsync', ['-a', '-e', 'sh -c "cat >/dev/null; :"', `${join(dir, 'src')}/`, `h:${join(dir, 'dst')}`], {
+      stdio: 'ignore',
+      detached: true,
+    });
+    rsync.unref();
+    for (let i = 0; !(await leftovers(dir)).some((l) => l.startsWith('process: rsync')); i++) {
+      if (i > 200) throw new Error('rsync did not start');
+      await sleep(50);
+    }
+    expect((await leftovers(dir)).map((l) => l.split(' (')[0].split(': ').slice(0, 2).join(': ')).sort()).toEqual([
+      `key file: ${join(run, 'key-0123456789ab')}`,
+      'process: rsync',
+    ]);
+    expect(await leftovers(join(root, 'elsewhere'))).toEqual([]);
+    expect(await forceCleanup(dir)).toEqual([]);
+    expect(processTable().some((p) => p.pid === rsync.pid && p.state !== 'Z')).toBe(false);
+  });
+
   it('leaves nothing behind', async () => {
     // Scoped: other sessions on this machine run sshvault stacks of their own.
     expect(await leftovers(root)).toEqual([]);

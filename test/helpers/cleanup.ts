@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { cmdline, processTable, sleep, terminate } from './proc.js';
 
@@ -11,12 +12,13 @@ import { cmdline, processTable, sleep, terminate } from './proc.js';
  *
  * With a prefix (a directory, such as a test's workspace), only things at or
  * below it count: mounts by their mountpoint, loop devices by backing file or
- * mountpoint, processes by their command line containing the prefix. Without
+ * mountpoint, dm-crypt mappings by the loop device below them, processes by
+ * their command line containing the prefix, key files by their path. Without
  * one, everything on the machine counts, other users' sshfs included.
  */
 
 const FUSECTL = '/sys/fs/fuse/connections';
-const DAEMONS = ['sshfs', 'qemu-nbd', 'nbdfuse'];
+const DAEMONS = ['sshfs', 'qemu-nbd', 'nbdfuse', 'rsync'];
 
 interface Mount {
   target: string;
@@ -31,6 +33,12 @@ interface Loop {
   backFile: string;
 }
 
+interface Mapping {
+  name: string;
+  /** The devices below it, as /dev/<name>. */
+  deps: string[];
+}
+
 interface Daemon {
   pid: number;
   comm: string;
@@ -38,10 +46,13 @@ interface Daemon {
 }
 
 interface Scene {
+  /** Filesystems on loop devices or on dm-crypt mappings. */
   loopMounts: Mount[];
+  mappings: Mapping[];
   loops: Loop[];
   fuseMounts: Mount[];
   daemons: Daemon[];
+  keyFiles: string[];
 }
 
 function unescapeMountinfo(s: string): string {
@@ -71,6 +82,39 @@ async function loops(): Promise<Loop[]> {
   return devices.map((d) => ({ name: d.name, backFile: (d['back-file'] ?? '').replace(/ \(deleted\)$/, '') }));
 }
 
+/** sshvault's dm-crypt mappings (named sshvault-<vault>); none where device-mapper does not answer. */
+async function mappings(): Promise<Mapping[]> {
+  const r = await execa('dmsetup', ['ls', '--target', 'crypt'], { reject: false });
+  if (r.exitCode !== 0) return [];
+  const names = r.stdout.split('\n').map((l) => l.split(/\s+/)[0]).filter((n) => n.startsWith('sshvault-'));
+  const out: Mapping[] = [];
+  for (const name of names) {
+    const deps = await execa('dmsetup', ['deps', '-o', 'devname', name], { reject: false });
+    out.push({ name, deps: [...deps.stdout.matchAll(/\(([^)]+)\)/g)].map((m) => `/dev/${m[1]}`) });
+  }
+  return out;
+}
+
+/**
+ * Transient key files (`<state>/run/key-*`) below the prefix. Mountpoints are
+ * not entered: a stat or readdir on a dead FUSE mount hangs.
+ */
+async function keyFiles(prefix: string | undefined, mounted: Set<string>): Promise<string[]> {
+  if (prefix === undefined) return [];
+  const out: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const path = join(dir, e.name);
+      if (mounted.has(path)) continue;
+      if (e.isDirectory() && depth < 8) await walk(path, depth + 1);
+      else if (e.isFile() && /^key-/.test(e.name) && dir.endsWith('/run')) out.push(path);
+    }
+  };
+  if (!mounted.has(prefix)) await walk(prefix.replace(/\/+$/, ''), 0);
+  return out;
+}
+
 function daemons(): Daemon[] {
   return processTable()
     // A zombie holds nothing, and this machine's init may take its time to reap orphans.
@@ -87,26 +131,34 @@ function within(prefix: string | undefined, path: string): boolean {
 async function look(prefix?: string): Promise<Scene> {
   const all = await mounts();
   const allLoops = await loops();
+  const backing = (device: string) => allLoops.find((l) => l.name === device)?.backFile ?? '';
+  const ours = (await mappings()).filter((m) => prefix === undefined || m.deps.some((d) => within(prefix, backing(d))));
   const loopMounts = all.filter((m) => {
+    if (ours.some((x) => m.source === `/dev/mapper/${x.name}`)) return true;
     if (!m.source.startsWith('/dev/loop')) return false;
-    const backing = allLoops.find((l) => l.name === m.source)?.backFile ?? '';
-    return within(prefix, m.target) || within(prefix, backing);
+    return within(prefix, m.target) || within(prefix, backing(m.source));
   });
   return {
     loopMounts,
-    loops: allLoops.filter((l) => within(prefix, l.backFile) || loopMounts.some((m) => m.source === l.name)),
+    mappings: ours,
+    loops: allLoops.filter(
+      (l) => within(prefix, l.backFile) || loopMounts.some((m) => m.source === l.name) || ours.some((x) => x.deps.includes(l.name)),
+    ),
     // fusectl's own type starts with "fuse" too; it is the abort switch, not a leftover.
     fuseMounts: all.filter((m) => /^fuse(\.|blk$|$)/.test(m.type) && within(prefix, m.target)),
     daemons: daemons().filter((d) => prefix === undefined || d.argv.join(' ').includes(prefix)),
+    keyFiles: await keyFiles(prefix, new Set(all.map((m) => m.target))),
   };
 }
 
 function describe(s: Scene): string[] {
   return [
     ...s.loopMounts.map((m) => `loop mount: ${m.source} on ${m.target} (${m.type})`),
+    ...s.mappings.map((m) => `dm-crypt mapping: /dev/mapper/${m.name} on ${m.deps.join(', ') || '(nothing)'}`),
     ...s.loops.map((l) => `loop device: ${l.name} backed by ${l.backFile || '(nothing)'}`),
     ...s.fuseMounts.map((m) => `fuse mount: ${m.target} (${m.type}, from ${m.source})`),
     ...s.daemons.map((d) => `process: ${d.comm} (pid ${d.pid}): ${d.argv.join(' ')}`),
+    ...s.keyFiles.map((f) => `key file: ${f}`),
   ];
 }
 
@@ -168,9 +220,10 @@ async function ensureFusectl(): Promise<boolean> {
 }
 
 /**
- * Tears down, top of the stack first: filesystems on loop devices, loop
- * devices, nbdfuse's plaintext mount, qemu-nbd, the sshfs mount, and the
- * FUSE daemons. Returns what is still there afterwards (ideally nothing).
+ * Tears down, top of the stack first: rsync, filesystems on loop devices and
+ * dm-crypt mappings, the mappings, loop devices, nbdfuse's plaintext mount,
+ * qemu-nbd, the sshfs mount, the FUSE daemons, and key files. Returns what is
+ * still there afterwards (ideally nothing).
  */
 export async function forceCleanup(prefix?: string): Promise<string[]> {
   const scene = await look(prefix);
@@ -179,14 +232,18 @@ export async function forceCleanup(prefix?: string): Promise<string[]> {
   const sshfs = (m: Mount) => m.type === 'fuse.sshfs';
   const t = new Teardown();
 
+  // rsync holds files open on the filesystem about to be unmounted.
+  const stuck = await terminate(scene.daemons.filter((d) => d.comm === 'rsync').map((d) => d.pid), 3000);
   for (const m of [...scene.loopMounts].sort(deepestFirst)) await t.run('umount', ['-l', m.target]);
+  for (const m of scene.mappings) await t.run('dmsetup', ['remove', '--force', '--retry', m.name]);
   for (const l of scene.loops) await t.run('losetup', ['-d', l.name]);
   for (const m of scene.fuseMounts.filter((x) => !sshfs(x)).sort(deepestFirst)) await t.dropFuse(m);
   // A qemu-nbd blocked reading through a dead sshfs survives SIGKILL until the sshfs connection is aborted below.
-  const stuck = await terminate(scene.daemons.filter((d) => d.comm === 'qemu-nbd').map((d) => d.pid), 3000);
+  stuck.push(...(await terminate(scene.daemons.filter((d) => d.comm === 'qemu-nbd').map((d) => d.pid), 3000)));
   for (const m of scene.fuseMounts.filter(sshfs).sort(deepestFirst)) await t.dropFuse(m);
-  stuck.push(...(await terminate(scene.daemons.filter((d) => d.comm !== 'qemu-nbd').map((d) => d.pid), 3000)));
+  stuck.push(...(await terminate(scene.daemons.filter((d) => d.comm !== 'qemu-nbd' && d.comm !== 'rsync').map((d) => d.pid), 3000)));
   await t.finish(stuck);
+  for (const f of scene.keyFiles) await rm(f, { force: true });
   if (mountedFusectl) await execa('umount', [FUSECTL], { reject: false });
   return leftovers(prefix);
 }

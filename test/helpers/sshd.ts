@@ -12,6 +12,12 @@ const TEMPLATE = resolve(import.meta.dirname, '../../fixtures/sshd_config.templa
 export interface SshdOptions {
   /** Accept only the sftp subsystem (every exec request becomes internal-sftp), as SFTP-only storage boxes do. */
   sftpOnly?: boolean;
+  /**
+   * The sftp subsystem as a program of its own (one process per channel)
+   * instead of internal-sftp, so that a test can stop it while sshd itself
+   * goes on answering keepalives.
+   */
+  sftpServer?: string;
 }
 
 export interface SshdFixture {
@@ -103,6 +109,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdFixture> {
         .replaceAll('{{HOST_KEY}}', hostKey)
         .replaceAll('{{PID_FILE}}', join(dir, 'sshd.pid'))
         .replaceAll('{{AUTHORIZED_KEYS}}', authorizedKeys)
+        .replaceAll('{{SFTP_SERVER}}', opts.sftpServer ?? 'internal-sftp')
         .replaceAll('{{SFTP_ONLY}}', opts.sftpOnly ? 'ForceCommand internal-sftp\nDisableForwarding yes\nPermitTTY no' : '');
       await writeFile(config, text, { mode: 0o600 });
       const r = await launch(config, logPath, port);

@@ -7,7 +7,7 @@ import { expectOk, workspace, type CliResult, type Workspace } from './cli.js';
 import { forceCleanup, leftovers } from './cleanup.js';
 import { makeSourceTree, type SourceManifest } from './independent.js';
 import { sleep } from './proc.js';
-import { startSshd, type SshdFixture } from './sshd.js';
+import { startSshd, type SshdFixture, type SshdOptions } from './sshd.js';
 
 /**
  * One vault on a real sshd, with a source tree made by makeSourceTree: the
@@ -35,8 +35,8 @@ export interface TestVault {
 }
 
 /** `remoteDir`: serve this directory (the test's own, e.g. a small tmpfs) instead of one under the sshd's dir. */
-export async function setupVault(name: string, opts: { size?: string; remoteDir?: string } = {}): Promise<TestVault> {
-  const sshd = await startSshd();
+export async function setupVault(name: string, opts: { size?: string; remoteDir?: string; sshd?: SshdOptions } = {}): Promise<TestVault> {
+  const sshd = await startSshd(opts.sshd);
   const ws = await workspace();
   const scratch = await mkdtemp(join(tmpdir(), `sshvault-${name}-`));
   const dispose = async () => {

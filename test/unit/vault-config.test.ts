@@ -34,6 +34,10 @@ describe('vault config', () => {
     expect(c.retention).toEqual({ daily: 7, weekly: 4 });
   });
 
+  it('keeps the request timeout', () => {
+    expect(validateConfig({ ...good, requestTimeoutSeconds: 300 }, 'f.json').requestTimeoutSeconds).toBe(300);
+  });
+
   for (const [what, change, message] of [
     ['not an object', [], /not a JSON object/],
     ['a size that is not a number', { size: '20G' }, /'size' must be a positive number/],
@@ -45,6 +49,8 @@ describe('vault config', () => {
     ['an unknown retention rule', { retention: { forever: 1 } }, /unknown retention rule 'forever'/],
     ['a fractional retention count', { retention: { daily: 1.5 } }, /whole number/],
     ['a bad vault name', { name: '../etc' }, /invalid vault name/],
+    ['a zero request timeout', { requestTimeoutSeconds: 0 }, /'requestTimeoutSeconds' must be a positive number of seconds/],
+    ['a request timeout that is not a number', { requestTimeoutSeconds: '2m' }, /'requestTimeoutSeconds'/],
   ] as const) {
     it(`rejects ${what} with a usage error naming the file`, () => {
       const raw = Array.isArray(change) ? change : { ...good, ...change };
