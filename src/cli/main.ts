@@ -116,7 +116,8 @@ export async function main(argv: string[]): Promise<number> {
       "forced e2fsck of the vault's filesystem; exit 7 on errors",
       (y) =>
         vaultArg(y)
-          .option('repair', { type: 'boolean', describe: 'fix errors (e2fsck -fy); takes the write lock' })
+          .option('repair', { type: 'boolean', describe: 'fix errors (e2fsck -fy), keeping a local undo file; takes the write lock' })
+          .option('undo-repair', { type: 'boolean', conflicts: ['repair', 'verify-data'], describe: 'roll the last --repair back with its undo file, if nothing wrote to the vault since' })
           .option('verify-data', { type: 'string', describe: 're-read files and compare with the SHA-256 manifest of push: one snapshot, or all when no value is given' }),
       action(cmdCheck),
     )

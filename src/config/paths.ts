@@ -36,6 +36,10 @@ export interface VaultPaths {
   catalogFile: string;
   headerBackup: string;
   logFile: string;
+  /** e2fsck's undo file while push audits a repair after an unclean stop. */
+  pushRepairUndo: string;
+  /** e2fsck's undo file of the last `check --repair`, for `check --undo-repair`. */
+  checkRepairUndo: string;
 }
 
 export function vaultPaths(name: string): VaultPaths {
@@ -57,5 +61,7 @@ export function vaultPaths(name: string): VaultPaths {
     catalogFile: join(state, 'catalog.json'),
     headerBackup: join(state, 'luks-header.img'),
     logFile: join(state, 'last-run.log'),
+    pushRepairUndo: join(state, 'push-repair.e2undo'),
+    checkRepairUndo: join(state, 'check-repair.e2undo'),
   };
 }
