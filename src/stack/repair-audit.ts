@@ -218,6 +218,8 @@ export async function auditRepair(device: string, undo: UndoFile): Promise<strin
   const userInode = (ino: number) => ino >= geo.firstInode;
   const paths = await pathsOf(device, [...new Set([...changedInodes, ...owners.values(), 2])].filter((i) => userInode(i) || i === 2));
   const complete = await completeSnapshots(device);
+  // An inode no name reaches after the repair is in no complete snapshot: had the repair removed
+  // such a name, that is a directory-block change, judged below like any other.
   const where = (ino: number) => (ino === 2 ? ['/'] : paths.get(ino) ?? []);
 
   for (const ino of changedInodes) {

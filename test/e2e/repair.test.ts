@@ -126,6 +126,8 @@ describe('unattended repair never touches complete snapshots', () => {
     await rm(big);
     const next = await v.ws.sv(['push', v.name, '--json']);
     expect(next.exitCode, next.stderr).toBe(0);
+    expect(next.stderr).toContain('e2fsck -f -y, with an undo file');
+    expect(next.stderr).not.toContain('Refused repair');
     snapshots.push((JSON.parse(next.stdout) as { snapshot: string }).snapshot);
     expect(await v.leftovers()).toEqual([]);
 
