@@ -85,8 +85,8 @@ function report(vault: string, fsck: FsckResult | undefined, verify: VerifyResul
   if (fsck) {
     if (!fsck.clean || fsck.repaired) for (const l of findings(fsck.output)) info(l);
     if (fsck.repaired) info('e2fsck repaired the errors it found.');
-    if (fsck.undoFile) info(`To roll this repair back (before anything else writes to the vault): sshvault check --undo-repair ${vault}   (undo file ${fsck.undoFile})`);
     else if (fsck.clean) info(`The filesystem is clean (e2fsck ${repair ? '-fy' : '-fn'}).`);
+    if (fsck.undoFile) info(`To roll this repair back (before anything else writes to the vault): sshvault check --undo-repair ${vault}   (undo file ${fsck.undoFile})`);
   }
   if (verify) {
     for (const s of verify.snapshots) if (!s.manifest) warn(`snapshot ${s.name} has no manifest (made before manifests existed); its files were not verified`);

@@ -1,6 +1,6 @@
 import { chmod, readFile, rm, stat } from 'node:fs/promises';
 import { CheckFailedError, CommandError, UsageError } from '../errors.js';
-import { run, type RunResult } from '../exec.js';
+import { run, succeeds, type RunResult } from '../exec.js';
 import { parseUndoFile } from './e2undo.js';
 import { auditRepair, matchesUndo } from './repair-audit.js';
 
@@ -34,12 +34,19 @@ const REPAIR_BY_HAND = "run 'sshvault check' to see the errors and 'sshvault che
  */
 export async function repairAfterCrash(device: string, undoFile: string, notice: (message: string) => void): Promise<void> {
   notice('The last run did not finish cleanly; repairing what it left (e2fsck -f -y, with an undo file) and checking that no complete snapshot changes.');
+  if (await exists(undoFile)) {
+    // A repair cut off before its audit: what it changed was never judged, so it goes first.
+    if (!(await succeeds('e2undo', [undoFile, device]))) {
+      throw new CheckFailedError(`an earlier repair was interrupted before it could be checked, and its undo file (${undoFile}) no longer fits; ${REPAIR_BY_HAND}`);
+    }
+    await rm(undoFile, { force: true });
+  }
   let result: RunResult;
   try {
     result = await e2fsckWithUndo(device, ['-f', '-y'], undoFile);
   } catch (e) {
-    if (!(e instanceof CommandError) || !(await exists(undoFile))) throw e;
-    await run('e2undo', [undoFile, device]);
+    // Kept if the rollback fails too: the next run starts by replaying it.
+    if (!(e instanceof CommandError) || !(await exists(undoFile)) || !(await succeeds('e2undo', [undoFile, device]))) throw e;
     await rm(undoFile, { force: true });
     throw new CheckFailedError(`e2fsck failed on the vault's filesystem (${e.message}); its changes were rolled back; ${REPAIR_BY_HAND}`, { cause: e });
   }

@@ -54,11 +54,11 @@ export interface FsckResult {
 
 /**
  * `sshvault check`: a forced full check, `e2fsck -fn` (reads only) or, given
- * `repairUndo`, `e2fsck -fy` keeping its undo file there. Readahead on the device goes off first: fsck reads
- * scattered metadata, and readahead would fetch the blocks around each one
- * over the wire too (DESIGN section 2). With the userspace engine the layers
- * below the loop device read ahead on their own, so there it changes little
- * (44.3 instead of 44.4-44.8 MB for 130k inodes).
+ * `repairUndo`, `e2fsck -fy` keeping its undo file there. Readahead on the
+ * device goes off first: fsck reads scattered metadata, and readahead would
+ * fetch the blocks around each one over the wire too (DESIGN section 2). With
+ * the userspace engine the layers below the loop device read ahead on their
+ * own, so there it changes little (44.3 instead of 44.4-44.8 MB for 130k inodes).
  */
 export async function forcedCheck(device: string, repairUndo?: string): Promise<FsckResult> {
   await run('blockdev', ['--setra', '0', device]);
