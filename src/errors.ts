@@ -55,8 +55,8 @@ export class VaultFullError extends SshvaultError {
 }
 
 export class CheckFailedError extends SshvaultError {
-  constructor(message: string) {
-    super(message, ExitCode.checkFailed);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.checkFailed, options);
   }
 }
 

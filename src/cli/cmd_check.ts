@@ -5,6 +5,7 @@ import { verifySnapshots, type VerifyResult } from '../snapshot/manifest.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import type { RunRecord } from '../snapshot/runs.js';
 import { FsLayer, forcedCheck, type FsckResult } from '../stack/fs.js';
+import { undoRepair } from '../stack/fs-repair.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
@@ -14,6 +15,8 @@ import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs 
 export interface CheckArgs extends GlobalArgs {
   vault?: string;
   repair?: boolean;
+  /** Roll the last `--repair` back with its kept undo file. */
+  undoRepair?: boolean;
   /** A snapshot, or '' for every complete snapshot. */
   verifyData?: string;
 }
@@ -29,12 +32,20 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
     const passphrase = await passphraseFor(a, ctx.config);
     let fsck: FsckResult | undefined;
     let verify: VerifyResult | undefined;
-    const run = await meteredSession(ctx, { command: 'check', readOnly: !a.repair, passphrase, mountFs: false, freshCache: true }, async (session, meter, _signal, facts) => {
+    let undone = false;
+    const writes = !!a.repair || !!a.undoRepair;
+    const run = await meteredSession(ctx, { command: 'check', readOnly: !writes, passphrase, mountFs: false, freshCache: true }, async (session, meter, _signal, facts) => {
       meter.begin('open');
       session.stack.setTop(join(ctx.paths.remoteMount, ctx.config.image));
       for (const layer of session.decryptionLayers()) await session.stack.push(layer);
+      if (a.undoRepair) {
+        meter.begin('undo');
+        await undoRepair(session.stack.top, ctx.paths.checkRepairUndo);
+        undone = true;
+        return;
+      }
       meter.begin('fsck');
-      fsck = await forcedCheck(session.stack.top, !!a.repair);
+      fsck = await forcedCheck(session.stack.top, a.repair ? ctx.paths.checkRepairUndo : undefined);
       if (!fsck.clean) {
         throw new CheckFailedError(
           a.repair
@@ -45,7 +56,7 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
       if (a.verifyData === undefined) return;
       meter.begin('verify');
       // Read-only even after a repair: verifying must not change what it verifies.
-      await session.stack.push(new FsLayer(ctx.paths.fsMount, ctx.config.fs, true, notice));
+      await session.stack.push(new FsLayer(ctx.paths.fsMount, ctx.config.fs, true, notice, ctx.paths.pushRepairUndo));
       const layout = imageLayout(ctx.paths.fsMount);
       await readVaultMeta(layout);
       const names = a.verifyData
@@ -59,21 +70,23 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
         );
       }
     });
-    report(fsck, verify, !!a.repair, !!a.json, run.record);
+    if (undone && !a.json) info("Rolled the last 'sshvault check --repair' back: the filesystem is as it was before it.");
+    report(ctx.name, fsck, verify, !!a.repair, !!a.json, run.record);
     if (run.error) throw run.error;
     return 0;
   });
 }
 
-function report(fsck: FsckResult | undefined, verify: VerifyResult | undefined, repair: boolean, json: boolean, record: RunRecord): void {
+function report(vault: string, fsck: FsckResult | undefined, verify: VerifyResult | undefined, repair: boolean, json: boolean, record: RunRecord): void {
   if (json) {
-    info(JSON.stringify({ fsck: fsck && { clean: fsck.clean, repaired: fsck.repaired, output: fsck.output }, verify, run: record }, null, 2));
+    info(JSON.stringify({ fsck: fsck && { clean: fsck.clean, repaired: fsck.repaired, output: fsck.output, undoFile: fsck.undoFile }, verify, run: record }, null, 2));
     return;
   }
   if (fsck) {
     if (!fsck.clean || fsck.repaired) for (const l of findings(fsck.output)) info(l);
     if (fsck.repaired) info('e2fsck repaired the errors it found.');
     else if (fsck.clean) info(`The filesystem is clean (e2fsck ${repair ? '-fy' : '-fn'}).`);
+    if (fsck.undoFile) info(`To roll this repair back (before anything else writes to the vault): sshvault check --undo-repair ${vault}   (undo file ${fsck.undoFile})`);
   }
   if (verify) {
     for (const s of verify.snapshots) if (!s.manifest) warn(`snapshot ${s.name} has no manifest (made before manifests existed); its files were not verified`);

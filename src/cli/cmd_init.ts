@@ -87,7 +87,7 @@ export async function cmdInit(a: InitArgs): Promise<number> {
           session.stack.setTop(image);
           for (const layer of session.decryptionLayers()) await session.stack.push(layer);
           await makeFilesystem(session.stack.top, config.fs);
-          await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}));
+          await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}, paths.pushRepairUndo));
           const layout = imageLayout(paths.fsMount);
           await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
           await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));

@@ -188,9 +188,11 @@ export function buildCli(args: string[]): Argv {
       "forced e2fsck of the vault's filesystem; exit 7 on errors",
       (y) =>
         vaultArg(y)
-          .option('repair', { type: 'boolean', describe: 'fix errors (e2fsck -fy); takes the write lock' })
+          .option('repair', { type: 'boolean', describe: 'fix errors (e2fsck -fy), keeping a local undo file; takes the write lock' })
+          .option('undo-repair', { type: 'boolean', conflicts: ['repair', 'verify-data'], describe: 'roll the last --repair back with its undo file, if nothing wrote to the vault since' })
           .option('verify-data', { type: 'string', describe: 're-read files and compare with the SHA-256 manifest of push: one snapshot, or all when no value is given' })
-          .example('$0 check --verify-data latest', 'every file of the newest snapshot against its checksum'),
+          .example('$0 check --verify-data latest', 'every file of the newest snapshot against its checksum')
+          .example('$0 check --repair', 'fix what check found; prints how to roll the repair back'),
       action('check', cmdCheck, { root: true }),
     )
     .command(

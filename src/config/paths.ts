@@ -38,6 +38,10 @@ export interface VaultPaths {
   logFile: string;
   /** Run ids of this state directory's remote locks not yet released: see remote/own-locks.ts. */
   ownLocks: string;
+  /** e2fsck's undo file while push audits a repair after an unclean stop. */
+  pushRepairUndo: string;
+  /** e2fsck's undo file of the last `check --repair`, for `check --undo-repair`. */
+  checkRepairUndo: string;
 }
 
 export function vaultPaths(name: string): VaultPaths {
@@ -60,5 +64,7 @@ export function vaultPaths(name: string): VaultPaths {
     headerBackup: join(state, 'luks-header.img'),
     logFile: join(state, 'last-run.log'),
     ownLocks: join(state, 'remote-locks.json'),
+    pushRepairUndo: join(state, 'push-repair.e2undo'),
+    checkRepairUndo: join(state, 'check-repair.e2undo'),
   };
 }

@@ -3,6 +3,7 @@ import type { FsType } from '../config/vault-config.js';
 import { CheckFailedError, CommandError, UsageError } from '../errors.js';
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
+import { repairAfterCrash, repairKeepingUndo } from './fs-repair.js';
 import { findProcesses, isMounted, stopProcess } from './mounts.js';
 
 /**
@@ -41,52 +42,30 @@ async function filesystemState(device: string): Promise<FsState> {
   return 'clean';
 }
 
-/**
- * After a crash: e2fsck -p fixes what an unclean shutdown leaves (exit 1 and 2
- * are success). Without a journal, writes cut off mid-way can reach the image
- * out of order, which -p refuses to touch; then e2fsck -y does what
- * `sshvault check --repair` would, so the next push can finish its snapshot.
- */
-async function repairAfterCrash(device: string, notice: (message: string) => void): Promise<void> {
-  try {
-    await run('e2fsck', ['-p', device], { okExitCodes: [1, 2] });
-    return;
-  } catch (e) {
-    if (!(e instanceof CommandError) || (e.commandExitCode ?? 0) < 4) throw e;
-  }
-  notice('e2fsck -p could not fix everything the interrupted run left; repairing with e2fsck -y.');
-  try {
-    await run('e2fsck', ['-f', '-y', device], { okExitCodes: [1, 2] });
-  } catch (e) {
-    if (e instanceof CommandError && (e.commandExitCode ?? 0) >= 4) {
-      throw new CheckFailedError("the vault's filesystem has errors e2fsck cannot fix; run 'sshvault check' and restore what you need");
-    }
-    throw e;
-  }
-}
-
 export interface FsckResult {
   /** No errors were found, or all that were found are repaired. */
   clean: boolean;
   repaired: boolean;
   /** What e2fsck said: its findings, for the user. */
   output: string;
+  /** Kept after a repair that changed something: what `check --undo-repair` replays. */
+  undoFile?: string;
 }
 
 /**
- * `sshvault check`: a forced full check, `e2fsck -fn` (reads only) or with
- * `repair` `e2fsck -fy`. Readahead on the device goes off first: fsck reads
- * scattered metadata, and readahead would fetch the blocks around each one
- * over the wire too (DESIGN section 2). With the userspace engine the layers
- * below the loop device read ahead on their own, so there it changes little
- * (44.3 instead of 44.4-44.8 MB for 130k inodes).
+ * `sshvault check`: a forced full check, `e2fsck -fn` (reads only) or, given
+ * `repairUndo`, `e2fsck -fy` keeping its undo file there. Readahead on the
+ * device goes off first: fsck reads scattered metadata, and readahead would
+ * fetch the blocks around each one over the wire too (DESIGN section 2). With
+ * the userspace engine the layers below the loop device read ahead on their
+ * own, so there it changes little (44.3 instead of 44.4-44.8 MB for 130k inodes).
  */
-export async function forcedCheck(device: string, repair: boolean): Promise<FsckResult> {
+export async function forcedCheck(device: string, repairUndo?: string): Promise<FsckResult> {
   await run('blockdev', ['--setra', '0', device]);
   // 1 and 2: errors found and corrected; 4: errors left uncorrected (always so with -n).
-  const r = await run('e2fsck', [repair ? '-fy' : '-fn', device], { okExitCodes: [1, 2, 4] });
+  const r = repairUndo ? await repairKeepingUndo(device, repairUndo) : await run('e2fsck', ['-fn', device], { okExitCodes: [1, 2, 4] });
   const output = [r.stdout, r.stderr].filter((t) => t.trim()).join('\n');
-  return { clean: r.exitCode !== 4, repaired: r.exitCode === 1 || r.exitCode === 2, output };
+  return { clean: r.exitCode !== 4, repaired: r.exitCode === 1 || r.exitCode === 2, output, undoFile: repairUndo && r.exitCode !== 0 ? repairUndo : undefined };
 }
 
 export class FsLayer implements Layer {
@@ -98,6 +77,8 @@ export class FsLayer implements Layer {
     private readonly fs: FsType,
     private readonly readOnly: boolean,
     private readonly notice: (message: string) => void,
+    /** Where an unattended repair keeps its undo file while it is audited. */
+    private readonly repairUndo: string,
   ) {}
 
   async open(device: string): Promise<string> {
@@ -105,9 +86,13 @@ export class FsLayer implements Layer {
     if (state !== 'clean') {
       if (this.readOnly) {
         this.notice(`The vault's filesystem is ${state === 'errors' ? 'marked with errors' : 'not clean'}; mounting it read-only without repair.`);
+      } else if (state === 'errors') {
+        // The kernel found corruption, which the host can cause: what a repair would change is anyone's guess.
+        throw new CheckFailedError(
+          "the vault's filesystem is marked with errors (the kernel found damage), so nothing was written; run 'sshvault check' to see them and 'sshvault check --repair' to fix them",
+        );
       } else {
-        this.notice('The last run did not finish cleanly; checking the filesystem (e2fsck -p).');
-        await repairAfterCrash(device, this.notice);
+        await repairAfterCrash(device, this.repairUndo, this.notice);
       }
     }
     await mkdir(this.mountpoint, { recursive: true, mode: 0o700 });

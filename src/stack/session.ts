@@ -215,12 +215,12 @@ export class VaultSession {
     ];
   }
 
-  /** Decrypt and mount: the engine's layers, then the filesystem (with e2fsck -p if it is not clean). */
+  /** Decrypt and mount: the engine's layers, then the filesystem (repaired under audit if it is not clean). */
   async open(): Promise<string> {
     // The first decryption layer opens the image file inside the sshfs mount, not the mount itself.
     this.stack.setTop(join(this.o.paths.remoteMount, this.o.config.image));
     for (const layer of this.decryptionLayers()) await this.stack.push(layer);
-    return this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice));
+    return this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice, this.o.paths.pushRepairUndo));
   }
 
   fsLayer(): FsLayer | undefined {

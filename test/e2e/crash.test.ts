@@ -101,7 +101,7 @@ describe('signals, crashes and concurrent clients', () => {
     const next = await ws.sv(['push', 'crash']);
     expectOk(next, 'push after SIGKILL');
     expect(next.stderr).toMatch(/stale lock/);
-    expect(next.stderr).toMatch(/e2fsck -p/);
+    expect(next.stderr).toMatch(/e2fsck -f -y, with an undo file/);
     const list = await listNames();
     expect(list.every((s) => s.complete)).toBe(true);
   });
