@@ -65,6 +65,7 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
       }
       const catalog = reconcile(onImage, await snapshotDirs(layout));
       await writeCatalog(layout.catalog, catalog);
+      await session.noteSnapshots();
       const done = meter.phases;
       await appendRun(layout.runs, {
         id: session.runId,

@@ -8,6 +8,7 @@ import { recoverLeftovers, RunLock } from '../stack/recovery.js';
 import { VaultSession } from '../stack/session.js';
 import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
+import { writeLocalSequence } from '../snapshot/sequence.js';
 import { notice } from '../ui/console.js';
 import { SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
@@ -98,6 +99,8 @@ export async function meteredSession<T>(
     freshCache?: boolean;
     /** The body runs until a signal (`mount`): then the signal is its normal end, not an interruption. */
     untilSignal?: boolean;
+    acceptRemote?: boolean;
+    noLocalState?: boolean;
   },
   body: (s: VaultSession, meter: TrafficMeter, signal: AbortSignal, facts: RunFacts) => Promise<T>,
 ): Promise<MeteredRun<T>> {
@@ -115,6 +118,8 @@ export async function meteredSession<T>(
     acceptNewHostKey: opts.acceptNewHostKey,
     skipHeaderCheck: opts.skipHeaderCheck,
     freshCache: opts.freshCache,
+    acceptRemote: opts.acceptRemote,
+    noLocalState: opts.noLocalState,
   });
   const started = new Date();
   let value: T | undefined;
@@ -146,6 +151,8 @@ export async function meteredSession<T>(
     if (!error && closeError) error = closeError;
   }
   if (!error && controller.signal.aborted && !opts.untilSignal) error = controller.signal.reason as Error;
+  // Only a run that ended well knows its counter reached the remote; a failed one leaves the local state behind it, which the next run adopts.
+  if (!error && session.seen) await writeLocalSequence(ctx.paths.sequenceFile, session.seen);
   const totals = meter.totals();
   const record: RunRecord = {
     id: session.runId,

@@ -3,6 +3,7 @@ import { hideBin } from 'yargs/helpers';
 import { ExitCode, SshvaultError } from '../errors.js';
 import { configureLog, isDebug } from '../log.js';
 import { error } from '../ui/console.js';
+import { cmdAccept } from './cmd_accept.js';
 import { cmdDoctor } from './cmd_doctor.js';
 import { cmdCheck } from './cmd_check.js';
 import { cmdInit } from './cmd_init.js';
@@ -145,6 +146,12 @@ export async function main(argv: string[]): Promise<number> {
           .option('new-passphrase-command', { type: 'string', describe: 'add/change: run this command for the new passphrase' })
           .option('slot', { type: 'number', describe: 'remove: the key slot to wipe (authorise with a passphrase that stays)' }),
       action(cmdKey),
+    )
+    .command(
+      'accept-remote [vault]',
+      "after a refused rollback, take the remote's snapshots and write counter as they are",
+      vaultArg,
+      action(cmdAccept),
     )
     .command('recover [vault]', 'tear down what a killed run left behind', vaultArg, action(cmdRecover))
     .command(
