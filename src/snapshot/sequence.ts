@@ -1,5 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CheckFailedError } from '../errors.js';
 import type { ImageLayout } from './layout.js';
 import { parseSnapshotDir } from './naming.js';
 import type { SeenState } from './rollback.js';
@@ -29,8 +30,16 @@ export async function readImageSequence(layout: ImageLayout): Promise<SequenceMa
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;
   }
-  const mark = JSON.parse(text) as SequenceMark;
-  if (!Number.isSafeInteger(mark.counter) || mark.counter < 0) throw new Error(`${sequenceFile(layout)} holds no valid counter`);
+  let mark: SequenceMark | undefined;
+  try {
+    mark = JSON.parse(text) as SequenceMark;
+  } catch {
+    mark = undefined;
+  }
+  if (!mark || !Number.isSafeInteger(mark.counter) || mark.counter < 0) {
+    // Inside the encryption only a key holder writes it: unreadable means damaged, not a host's edit.
+    throw new CheckFailedError("the vault's write counter (/.sshvault/sequence) is unreadable: the image is damaged; run 'sshvault check'");
+  }
   return mark;
 }
 

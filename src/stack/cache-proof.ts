@@ -3,8 +3,8 @@ import type { RemoteImage } from './cached-image.js';
 
 /**
  * Plaintext bytes every read-write mount and unmount rewrites: the ext
- * superblock (mount time, write count) and the first group descriptors
- * (free counts), at plaintext 1024 to 3072.
+ * superblock (mount and write times, free counts, kbytes written) at 1024,
+ * and with 1 KiB blocks the first group descriptors after it.
  */
 const PROBE_FROM = 1024;
 const PROBE_TO = 3072;
