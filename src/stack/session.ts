@@ -21,7 +21,7 @@ import { backupPhdr, isLuks1, PHDR_BYTES, phdrUuid } from './luks.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
 import { SshfsLayer } from './sshfs.js';
-import { imageLayout, snapshotDirs } from '../snapshot/layout.js';
+import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { judge, type SeenState, type Verdict } from '../snapshot/rollback.js';
 import { completeSnapshots, readImageSequence, readLocalSequence, writeImageSequence } from '../snapshot/sequence.js';
 import { Stack } from './stack.js';
@@ -224,6 +224,8 @@ export class VaultSession {
   async guardRollback(write: boolean): Promise<void> {
     if (this.o.noLocalState) return;
     const layout = imageLayout(this.o.paths.fsMount);
+    // An image this version does not understand is refused as such, before the counter is written into it.
+    await readVaultMeta(layout);
     const mark = await readImageSequence(layout);
     const complete = completeSnapshots(await snapshotDirs(layout));
     this.verdict = judge(await readLocalSequence(this.o.paths.sequenceFile), mark?.counter, complete);
