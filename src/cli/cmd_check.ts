@@ -57,6 +57,7 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
       meter.begin('verify');
       // Read-only even after a repair: verifying must not change what it verifies.
       await session.stack.push(new FsLayer(ctx.paths.fsMount, ctx.config.fs, true, notice, ctx.paths.pushRepairUndo));
+      await session.guardRollback(false);
       const layout = imageLayout(ctx.paths.fsMount);
       await readVaultMeta(layout);
       const names = a.verifyData

@@ -12,6 +12,7 @@ import { FsLayer, makeFilesystem } from '../stack/fs.js';
 import { luksFormat, luksHeaderBackup } from '../stack/luks.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
+import { writeImageSequence } from '../snapshot/sequence.js';
 import { info } from '../ui/console.js';
 import { formatBytes, parseSize } from '../ui/format.js';
 import { renderRunsTable, DEFAULT_LINK } from '../ui/runs-view.js';
@@ -91,6 +92,8 @@ export async function cmdInit(a: InitArgs): Promise<number> {
           const layout = imageLayout(paths.fsMount);
           await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
           await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));
+          await writeImageSequence(layout, { counter: 1, runId: session.runId, at: new Date().toISOString() });
+          session.seen = { counter: 1, snapshots: [] };
           await session.fsLayer()!.flush();
         } catch (e) {
           // Asked before the half-made image is removed: removing it frees the space.

@@ -66,6 +66,7 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
       await session.fsLayer()!.flush();
       await alive();
       await finishDeleting(layout, alive);
+      await session.noteSnapshots();
       const done = meter.phases;
       await appendRun(layout.runs, {
         id: session.runId,

@@ -137,6 +137,7 @@ async function pushSnapshot(
     run: session.runId,
   });
   await writeCatalog(layout.catalog, catalog);
+  await session.noteSnapshots();
   // The image's copy of the run record knows the phases finished so far; the close phase is only in the local one.
   const done = meter.phases;
   await appendRun(layout.runs, {

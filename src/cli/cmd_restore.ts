@@ -143,7 +143,7 @@ export async function cmdRestore(a: RestoreArgs): Promise<number> {
     let stats: RsyncStats | undefined;
     const run = await meteredSession(
       ctx,
-      { command: 'restore', readOnly: true, passphrase, mountFs: true, skipHeaderCheck: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
+      { command: 'restore', readOnly: true, passphrase, mountFs: true, skipHeaderCheck: !!a.remote, noLocalState: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
       async (session, meter, signal, facts) => {
         meter.begin('restore');
         const layout = imageLayout(session.o.paths.fsMount);

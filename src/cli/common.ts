@@ -10,6 +10,7 @@ import { RunLock } from '../stack/run-lock.js';
 import { VaultSession } from '../stack/session.js';
 import { trapSignals } from '../stack/signals.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
+import { writeLocalSequence } from '../snapshot/sequence.js';
 import { notice } from '../ui/console.js';
 import { PhaseTicker } from '../ui/progress.js';
 import { ExitCode, SshvaultError } from '../errors.js';
@@ -109,6 +110,8 @@ export async function meteredSession<T>(
     freshCache?: boolean;
     /** The body runs until a signal (`mount`): then the signal is its normal end, not an interruption. */
     untilSignal?: boolean;
+    acceptRemote?: boolean;
+    noLocalState?: boolean;
   },
   body: (s: VaultSession, meter: TrafficMeter, signal: AbortSignal, facts: RunFacts) => Promise<T>,
 ): Promise<MeteredRun<T>> {
@@ -127,6 +130,8 @@ export async function meteredSession<T>(
     acceptNewHostKey: opts.acceptNewHostKey,
     skipHeaderCheck: opts.skipHeaderCheck,
     freshCache: opts.freshCache,
+    acceptRemote: opts.acceptRemote,
+    noLocalState: opts.noLocalState,
   });
   const started = new Date();
   let value: T | undefined;
@@ -163,6 +168,8 @@ export async function meteredSession<T>(
   // The image's writes may fail only at the flush when the stack closes.
   if (error && mayBeFull(error)) error = session.imageCache?.remoteFull ?? error;
   if (!error && controller.signal.aborted && !opts.untilSignal) error = controller.signal.reason as Error;
+  // Only a run that ended well knows its counter reached the remote; a failed one leaves the local state behind it, which the next run adopts.
+  if (!error && session.seen) await writeLocalSequence(ctx.paths.sequenceFile, session.seen);
   const totals = meter.totals();
   const record: RunRecord = {
     id: session.runId,

@@ -7,6 +7,7 @@ import { error, setVerbosity } from '../ui/console.js';
 import { sanitize } from '../ui/sanitize.js';
 import { useLocalTime } from '../ui/time.js';
 import { setUploadLimitFlag } from '../remote/throttle.js';
+import { cmdAccept } from './cmd_accept.js';
 import { cmdDoctor } from './cmd_doctor.js';
 import { cmdCheck } from './cmd_check.js';
 import { cmdInit } from './cmd_init.js';
@@ -232,6 +233,12 @@ export function buildCli(args: string[]): Argv {
           .positional('vault', { type: 'string', describe: 'vault name (optional when only one is configured)' })
           .example('$0 config show laptop', 'the config with its defaults filled in'),
       action('config', cmdConfig),
+    )
+    .command(
+      'accept-remote [vault]',
+      "after a refused rollback, take the remote's snapshots and write counter as they are",
+      (y) => vaultArg(y).example('$0 accept-remote laptop', "after looking into why the remote is older than this machine's view"),
+      action('accept-remote', cmdAccept, { root: true }),
     )
     .command('recover [vault]', 'tear down what a killed run left behind', (y) => vaultArg(y).example('$0 recover', 'after a crash or kill -9'), action('recover', cmdRecover, { root: true }))
     .command(

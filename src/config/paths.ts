@@ -34,6 +34,8 @@ export interface VaultPaths {
   runLock: string;
   runsFile: string;
   catalogFile: string;
+  /** The write counter and complete snapshots this machine last saw on the image. */
+  sequenceFile: string;
   headerBackup: string;
   logFile: string;
   /** Run ids of this state directory's remote locks not yet released: see remote/own-locks.ts. */
@@ -61,6 +63,7 @@ export function vaultPaths(name: string): VaultPaths {
     runLock: join(state, 'run.lock'),
     runsFile: join(state, 'runs.jsonl'),
     catalogFile: join(state, 'catalog.json'),
+    sequenceFile: join(state, 'sequence.json'),
     headerBackup: join(state, 'luks-header.img'),
     logFile: join(state, 'last-run.log'),
     ownLocks: join(state, 'remote-locks.json'),

@@ -102,6 +102,22 @@ export class BlockCache {
     return out;
   }
 
+  /**
+   * Up to `count` distinct cached units at or above `minUnit`, chosen with
+   * `random` (returns [0, 1)); fewer when the cache holds fewer.
+   */
+  sampleUnits(count: number, minUnit: number, random: () => number): number[] {
+    const candidates = [...this.chunks.entries()].filter(([k]) => (k + 1) * CHUNK_UNITS > minUnit);
+    const picked = new Set<number>();
+    for (let tries = 0; picked.size < count && candidates.length && tries < count * 8; tries++) {
+      const [k, c] = candidates[Math.floor(random() * candidates.length)]!;
+      const present: number[] = [];
+      for (let i = 0; i < CHUNK_UNITS; i++) if (bit(c.bits, i) && k * CHUNK_UNITS + i >= minUnit) present.push(k * CHUNK_UNITS + i);
+      if (present.length) picked.add(present[Math.floor(random() * present.length)]!);
+    }
+    return [...picked].sort((a, b) => a - b);
+  }
+
   /** Reads a range inside one chunk whose units are present. */
   read(offset: number, length: number): Buffer {
     const c = this.use(Math.floor(offset / CHUNK_SIZE));

@@ -6,6 +6,7 @@ import { remoteFullError } from '../remote/full.js';
 import { call, readInto } from '../remote/sftp.js';
 import { debug } from '../log.js';
 import { BlockCache } from './block-cache.js';
+import { proveCache, type CacheProof } from './cache-proof.js';
 import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
 import type { Layer } from './layer.js';
 import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
@@ -143,10 +144,33 @@ export class ImageCacheLayer implements Layer {
         o.notice(`The block cache in ${o.cacheDir} cannot be used (${(e as Error).message}); this run reads everything from the remote.`);
       }
     }
-    this.backend = new CachedImage(this.image, this.cache, luks ? phdrPayloadOffset(phdr) : 0, o.readOnly);
+    const payloadOffset = luks ? phdrPayloadOffset(phdr) : 0;
+    if (this.cache?.reused) await this.proveCache(payloadOffset);
+    this.backend = new CachedImage(this.image, this.cache, payloadOffset, o.readOnly);
     this.server = new NbdServer(this.backend);
     await this.server.listen(o.socket);
     return o.socket;
+  }
+
+  /** A cache the remote's current content does not bear out starts over empty; the run goes on from the remote. */
+  private async proveCache(payloadOffset: number): Promise<void> {
+    const o = this.o;
+    let proof: CacheProof;
+    try {
+      proof = await proveCache(this.image!, this.cache!, payloadOffset);
+    } catch (e) {
+      this.cache!.discard();
+      this.cache = undefined;
+      throw e;
+    }
+    debug(`image cache: compared ${proof.compared} units with the remote, ${proof.differing} differ${proof.unprovable ? '; the units every writer changes are not cached' : ''}`);
+    if (proof.ok) return;
+    if (!proof.unprovable) {
+      o.notice(`The block cache in ${o.cacheDir} does not match the remote image (${proof.differing} of ${proof.compared} blocks read back differ): the image changed without a new vault.generation; the cache was emptied and this run reads from the remote.`);
+    }
+    this.cache!.discard();
+    this.cache = undefined;
+    this.cache = BlockCache.open(o.cacheDir, this.image!.size, undefined, o.maxBytes);
   }
 
   async alive(): Promise<boolean> {

@@ -25,6 +25,9 @@ import { mappingName } from './dm-name.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
 import { SshfsLayer } from './sshfs.js';
+import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { judge, type SeenState, type Verdict } from '../snapshot/rollback.js';
+import { completeSnapshots, readImageSequence, readLocalSequence, writeImageSequence } from '../snapshot/sequence.js';
 import { Stack } from './stack.js';
 
 export interface SessionOptions {
@@ -43,6 +46,10 @@ export interface SessionOptions {
   skipHeaderCheck?: boolean;
   /** Ignore the block cache's contents: what is read comes from the remote, and fills the cache anew. */
   freshCache?: boolean;
+  /** Take the image's write counter and snapshots as they are, even behind what this machine saw (`accept-remote`). */
+  acceptRemote?: boolean;
+  /** A vault given by flags: no local state to compare the image with, and none is left. */
+  noLocalState?: boolean;
 }
 
 function remotePath(remote: RemoteSpec, name: string): string {
@@ -65,6 +72,13 @@ export class VaultSession {
   generation: { found?: string; now?: string } = {};
   /** The userspace engine's image cache, once the decryption layers were made. */
   imageCache: ImageCacheLayer | undefined;
+  /**
+   * The write counter and complete snapshots as this run found them (and, for
+   * a writer, left them): the local state takes them when the run succeeds.
+   */
+  seen: SeenState | undefined;
+  /** How the image compared with the local state at open. */
+  verdict: Verdict | undefined;
   /** The remote LUKS header as checked at connect; init has none yet. */
   private phdr: Buffer | undefined;
   private createdImage = false;
@@ -220,7 +234,42 @@ export class VaultSession {
     // The first decryption layer opens the image file inside the sshfs mount, not the mount itself.
     this.stack.setTop(join(this.o.paths.remoteMount, this.o.config.image));
     for (const layer of this.decryptionLayers()) await this.stack.push(layer);
-    return this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice, this.o.paths.pushRepairUndo));
+    const mount = await this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice, this.o.paths.pushRepairUndo));
+    await this.guardRollback(!this.o.readOnly);
+    return mount;
+  }
+
+  /**
+   * Refuses an image older than what this machine saw (the host put back a
+   * copy), before the command reads or writes anything in it. A writer then
+   * advances the counter and flushes it, before any other write: even a run
+   * cut off later has moved it on.
+   */
+  async guardRollback(write: boolean): Promise<void> {
+    if (this.o.noLocalState) return;
+    const layout = imageLayout(this.o.paths.fsMount);
+    // An image this version does not understand is refused as such, before the counter is written into it.
+    await readVaultMeta(layout);
+    const mark = await readImageSequence(layout);
+    const complete = completeSnapshots(await snapshotDirs(layout));
+    this.verdict = judge(await readLocalSequence(this.o.paths.sequenceFile), mark?.counter, complete);
+    if (this.verdict.kind === 'rollback' && !this.o.acceptRemote) {
+      throw new AuthError(
+        `refusing a possible rollback of the vault: ${this.verdict.reason}; the host may have put back an older copy. Nothing here was changed. Look into it, then run 'sshvault accept-remote ${this.o.config.name}' to take the remote's state as it is`,
+      );
+    }
+    let counter = mark?.counter ?? 0;
+    if (write) {
+      counter++;
+      await writeImageSequence(layout, { counter, runId: this.runId, at: new Date().toISOString() });
+      await this.fsLayer()!.flush();
+    }
+    this.seen = { counter, snapshots: complete };
+  }
+
+  /** What the snapshots are once a command changed them, for the local state. */
+  async noteSnapshots(): Promise<void> {
+    if (this.seen) this.seen = { ...this.seen, snapshots: completeSnapshots(await snapshotDirs(imageLayout(this.o.paths.fsMount))) };
   }
 
   fsLayer(): FsLayer | undefined {

@@ -127,7 +127,12 @@ export async function withPlaintext<T>(image: string, passphrase: string, fn: (p
   }
 }
 
-/** Mounts the plaintext read-write (a loop device over the nbdfuse file) for `fn`. */
+/**
+ * Mounts the plaintext read-write (a loop device over the nbdfuse file) for
+ * `fn`. Like a writer that holds the key, it then advances the write counter
+ * in `/.sshvault/sequence`: what it renamed or removed is a key holder's
+ * change, not a host's rollback.
+ */
 export async function withMountedPlaintext<T>(image: string, passphrase: string, fn: (root: string) => Promise<T>): Promise<T> {
   return withPlaintext(image, passphrase, async (plain) => {
     // Beside the nbdfuse mount, in the directory withPlaintext cleans up.
@@ -135,7 +140,11 @@ export async function withMountedPlaintext<T>(image: string, passphrase: string,
     await mkdir(root);
     await execa('mount', ['-o', 'loop', plain, root]);
     try {
-      return await fn(root);
+      const result = await fn(root);
+      const sequence = join(root, '.sshvault', 'sequence');
+      const mark = JSON.parse(await readFile(sequence, 'utf8').catch(() => '{"counter":0}')) as { counter: number };
+      await writeFile(sequence, JSON.stringify({ counter: mark.counter + 1, runId: 'withMountedPlaintext', at: new Date().toISOString() }) + '\n');
+      return result;
     } finally {
       await execa('umount', [root]);
     }

@@ -1,0 +1,56 @@
+import { UsageError } from '../errors.js';
+import { emptyCatalog, readCatalog, reconcile, writeCatalog } from '../snapshot/catalog.js';
+import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { readImageSequence, readLocalSequence } from '../snapshot/sequence.js';
+import { info } from '../ui/console.js';
+import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+
+export interface AcceptArgs extends GlobalArgs {
+  vault?: string;
+}
+
+/**
+ * `accept-remote [<vault>]`: after a refused rollback, the user has looked
+ * into it and takes the remote's state as it is. Opens read-only, shows how
+ * the remote differs from what this machine saw, and resets the local write
+ * counter and catalog to the remote's. Nothing on the remote changes.
+ */
+export async function cmdAccept(a: AcceptArgs): Promise<number> {
+  const ctx = await openContext(a.vault);
+  return exclusive(ctx, async () => {
+    const before = await readLocalSequence(ctx.paths.sequenceFile);
+    const passphrase = await passphraseFor(a, ctx.config);
+    const run = await meteredSession(ctx, { command: 'accept-remote', readOnly: true, passphrase, mountFs: true, acceptRemote: true }, async (session, meter) => {
+      meter.begin('read');
+      const layout = imageLayout(session.o.paths.fsMount);
+      const meta = await readVaultMeta(layout);
+      if (meta.vaultId !== ctx.config.vaultId) {
+        throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.name}' (${ctx.config.vaultId}); refusing to take its state`);
+      }
+      const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
+      return { catalog: reconcile(onImage, await snapshotDirs(layout)), mark: await readImageSequence(layout), seen: session.seen!, verdict: session.verdict! };
+    });
+    if (run.error) throw run.error;
+    const { catalog, mark, seen, verdict } = run.value!;
+    await writeCatalog(ctx.paths.catalogFile, catalog);
+    const known = before?.snapshots ?? [];
+    const missing = known.filter((s) => !seen.snapshots.includes(s));
+    const added = seen.snapshots.filter((s) => !known.includes(s));
+    if (a.json) {
+      info(JSON.stringify({ verdict: verdict.kind, localCounter: before?.counter ?? 0, remoteCounter: seen.counter, missing, added, run: run.record }, null, 2));
+      return 0;
+    }
+    const by = mark ? ` (last written ${mark.at} by run ${mark.runId})` : ' (it has no write counter)';
+    info(`The remote is at write counter ${seen.counter}${by}; this machine had seen ${before?.counter ?? 0}.`);
+    info(`Complete snapshots missing on the remote: ${missing.join(', ') || 'none'}.`);
+    info(`Complete snapshots only on the remote: ${added.join(', ') || 'none'}.`);
+    info(
+      verdict.kind === 'rollback'
+        ? `Accepted: vault '${ctx.name}' now follows the remote (${seen.snapshots.length} complete snapshots); the missing ones are gone for good unless the host can bring them back.`
+        : `The remote was not behind this machine; the local catalog and counter now follow it (${seen.snapshots.length} complete snapshots).`,
+    );
+    info(renderRunsTable([run.record], DEFAULT_LINK));
+    return 0;
+  });
+}
