@@ -29,6 +29,12 @@ export function uploadLimit(configured: string | undefined): number | undefined 
 
 /** Writes leave in slices so that the pace stays even at low rates. */
 const SLICE = 16 * 1024;
+/**
+ * Credit banked while the writer is idle (rsync walking the tree, a flush
+ * waiting for answers), so that brief pauses do not pull the average below
+ * the cap; short enough that no burst a video call would notice builds up.
+ */
+const BURST_MS = 250;
 
 /**
  * A Duplex in front of `inner` whose writes leave no faster than
@@ -44,7 +50,7 @@ export function throttled(inner: Duplex, bytesPerSecond: number): Duplex {
       const send = async () => {
         for (let at = 0; at < chunk.length; at += SLICE) {
           const slice = chunk.subarray(at, at + SLICE);
-          const start = Math.max(performance.now(), nextFree);
+          const start = Math.max(performance.now() - BURST_MS, nextFree);
           nextFree = start + (slice.length / bytesPerSecond) * 1000;
           const wait = start - performance.now();
           if (wait > 1) await new Promise((r) => setTimeout(r, wait));
