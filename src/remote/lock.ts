@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { SFTPWrapper } from 'ssh2';
 import { LockHeldError } from '../errors.js';
 import { debug } from '../log.js';
-import { mkdirExclusive, readdirNames, readFile, rename, rmdir, stat, unlink, writeFile } from './sftp.js';
+import { mkdirExclusive, PRIVATE_DIR, PRIVATE_FILE, readdirNames, readFile, rename, rmdir, stat, unlink, writeFile } from './sftp.js';
 
 /**
  * The remote lock of DESIGN section 4: sshfs has no file locks and two
@@ -108,8 +108,8 @@ export async function acquireLock(
 async function takeWithOwner(sftp: SFTPWrapper, dir: string, me: LockOwner): Promise<boolean> {
   const staging = `${dir}.${me.runId}`;
   try {
-    if (!(await mkdirExclusive(sftp, staging))) throw new Error(`the lock staging directory ${staging} already exists`);
-    await writeFile(sftp, `${staging}/owner.json`, JSON.stringify(me) + '\n');
+    if (!(await mkdirExclusive(sftp, staging, PRIVATE_DIR))) throw new Error(`the lock staging directory ${staging} already exists`);
+    await writeFile(sftp, `${staging}/owner.json`, JSON.stringify(me) + '\n', PRIVATE_FILE);
     await rename(sftp, staging, dir);
     return true;
   } catch (e) {
@@ -179,9 +179,9 @@ export async function acquireSharedLock(
   const write = await acquireLock(sftp, remoteDir, owner, notice);
   try {
     const dir = readersDir(remoteDir);
-    await mkdirExclusive(sftp, dir);
+    await mkdirExclusive(sftp, dir, PRIVATE_DIR);
     const file = `${dir}/${owner.runId}.json`;
-    await writeFile(sftp, file, JSON.stringify(write.owner) + '\n');
+    await writeFile(sftp, file, JSON.stringify(write.owner) + '\n', PRIVATE_FILE);
     debug(`took shared lock ${file}`);
     return new SharedLock(sftp, file, write.owner);
   } finally {

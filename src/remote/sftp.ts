@@ -14,6 +14,14 @@ function isStatus(e: unknown, code: number): boolean {
   return (e as SftpError)?.code === code;
 }
 
+/**
+ * Modes for everything sshvault creates on the remote, sent with every
+ * create: some servers (ProFTPD) apply what the client sends as it is, and
+ * ssh2's default is 0666.
+ */
+export const PRIVATE_FILE = 0o600;
+export const PRIVATE_DIR = 0o700;
+
 function isNoSuchFile(e: unknown): boolean {
   return isStatus(e, NO_SUCH_FILE);
 }
@@ -39,7 +47,7 @@ export async function stat(sftp: SFTPWrapper, path: string): Promise<Stats | und
   }
 }
 
-export async function mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
+export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number): Promise<void> {
   const absolute = dir.startsWith('/');
   const parts = dir.split('/').filter(Boolean);
   let path = absolute ? '' : '.';
@@ -49,7 +57,7 @@ export async function mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
     if (st?.isDirectory()) continue;
     if (st) throw new LinkError(`remote path ${path} exists and is not a directory`);
     try {
-      await call<void>((cb) => sftp.mkdir(path, cb));
+      await call<void>((cb) => sftp.mkdir(path, { mode }, cb));
     } catch (e) {
       throw explain(e, path, 'creating');
     }
@@ -57,9 +65,9 @@ export async function mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
 }
 
 /** Atomic on the server: fails if the directory already exists, which is what the lock relies on. */
-export async function mkdirExclusive(sftp: SFTPWrapper, path: string): Promise<boolean> {
+export async function mkdirExclusive(sftp: SFTPWrapper, path: string, mode: number): Promise<boolean> {
   try {
-    await call<void>((cb) => sftp.mkdir(path, cb));
+    await call<void>((cb) => sftp.mkdir(path, { mode }, cb));
     return true;
   } catch (e) {
     if (isStatus(e, PERMISSION_DENIED)) throw explain(e, path, 'creating');
@@ -100,9 +108,9 @@ export async function readFile(sftp: SFTPWrapper, path: string): Promise<Buffer 
   }
 }
 
-export async function writeFile(sftp: SFTPWrapper, path: string, data: string | Buffer): Promise<void> {
+export async function writeFile(sftp: SFTPWrapper, path: string, data: string | Buffer, mode: number): Promise<void> {
   try {
-    await call<void>((cb) => sftp.writeFile(path, data, cb));
+    await call<void>((cb) => sftp.writeFile(path, data, { mode }, cb));
   } catch (e) {
     throw explain(e, path, 'writing');
   }
@@ -148,11 +156,11 @@ export async function createImage(
   sftp: SFTPWrapper,
   path: string,
   size: number,
-  opts: { preallocate: boolean; onProgress?: (written: number) => void },
+  opts: { mode: number; preallocate: boolean; onProgress?: (written: number) => void },
 ): Promise<void> {
   let handle: Buffer;
   try {
-    handle = await call<Buffer>((cb) => sftp.open(path, 'wx', cb));
+    handle = await call<Buffer>((cb) => sftp.open(path, 'wx', opts.mode, cb));
   } catch (e) {
     if (await stat(sftp, path)) throw new LinkError(`remote image ${path} already exists; pick another directory or remove it`);
     throw explain(e, path, 'creating');

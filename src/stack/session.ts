@@ -8,7 +8,7 @@ import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
-import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
+import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, stat, unlink } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import { parseRemote, type RemoteSpec } from '../remote/url.js';
@@ -89,7 +89,7 @@ export class VaultSession {
       onCounter: (c) => this.o.meter.attach(c),
     });
     const sftp = await this.conn.sftp();
-    if (create) await mkdirp(sftp, this.remote.dir);
+    if (create) await mkdirp(sftp, this.remote.dir, PRIVATE_DIR);
     const dirStat = await stat(sftp, this.remote.dir);
     if (!dirStat?.isDirectory()) {
       throw new LinkError(`the remote directory ${this.remote.dir} does not exist on ${this.conn.target}; check --remote or run 'sshvault init'`);
@@ -122,7 +122,7 @@ export class VaultSession {
     if (free !== undefined && free < size) {
       this.o.notice(`The remote has only ${formatBytes(free)} free for a ${formatBytes(size)} sparse image; backups fail once it runs out.`);
     }
-    await createImage(sftp, this.imagePath, size, { preallocate });
+    await createImage(sftp, this.imagePath, size, { mode: PRIVATE_FILE, preallocate });
     this.createdImage = true;
   }
 

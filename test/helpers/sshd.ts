@@ -12,6 +12,12 @@ const TEMPLATE = resolve(import.meta.dirname, '../../fixtures/sshd_config.templa
 export interface SshdOptions {
   /** Accept only the sftp subsystem (every exec request becomes internal-sftp), as SFTP-only storage boxes do. */
   sftpOnly?: boolean;
+  /**
+   * The sftp subsystem's command line (run by the shell), given the fixture's
+   * dir; internal-sftp when absent. E.g. `sftp-server -u 000` for a server
+   * that applies the modes clients send as they are.
+   */
+  sftpSubsystem?: (dir: string) => string;
 }
 
 export interface SshdFixture {
@@ -103,6 +109,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdFixture> {
         .replaceAll('{{HOST_KEY}}', hostKey)
         .replaceAll('{{PID_FILE}}', join(dir, 'sshd.pid'))
         .replaceAll('{{AUTHORIZED_KEYS}}', authorizedKeys)
+        .replaceAll('{{SFTP_SUBSYSTEM}}', opts.sftpSubsystem?.(dir) ?? 'internal-sftp')
         .replaceAll('{{SFTP_ONLY}}', opts.sftpOnly ? 'ForceCommand internal-sftp\nDisableForwarding yes\nPermitTTY no' : '');
       await writeFile(config, text, { mode: 0o600 });
       const r = await launch(config, logPath, port);
