@@ -29,7 +29,7 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
     const passphrase = await passphraseFor(a, ctx.config);
     let fsck: FsckResult | undefined;
     let verify: VerifyResult | undefined;
-    const run = await meteredSession(ctx, { command: 'check', readOnly: !a.repair, passphrase, mountFs: false, freshCache: true }, async (session, meter, _signal, facts) => {
+    const run = await meteredSession(ctx, { command: 'check', readOnly: !a.repair, passphrase, mountFs: false, freshCache: true, trustRemoteHeader: a.trustRemoteHeader }, async (session, meter, _signal, facts) => {
       meter.begin('open');
       session.stack.setTop(join(ctx.paths.remoteMount, ctx.config.image));
       for (const layer of session.decryptionLayers()) await session.stack.push(layer);

@@ -9,7 +9,6 @@ import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { chooseEngine } from '../stack/engine.js';
 import { FsLayer, makeFilesystem } from '../stack/fs.js';
-import { luksFormat, luksHeaderBackup } from '../stack/luks.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
 import { info } from '../ui/console.js';
@@ -82,8 +81,7 @@ export async function cmdInit(a: InitArgs): Promise<number> {
         meter.begin('format');
         try {
           const image = join(paths.remoteMount, config.image);
-          await luksFormat(image, passphrase);
-          await luksHeaderBackup(image, paths.headerBackup);
+          await session.formatImage(size);
           session.stack.setTop(image);
           for (const layer of session.decryptionLayers()) await session.stack.push(layer);
           await makeFilesystem(session.stack.top, config.fs);

@@ -18,6 +18,7 @@ export interface GlobalArgs {
   json?: boolean;
   passphraseFile?: string;
   passphraseCommand?: string;
+  trustRemoteHeader?: boolean;
 }
 
 export interface VaultContext {
@@ -94,6 +95,7 @@ export async function meteredSession<T>(
     create?: { size: number; preallocate: boolean };
     acceptNewHostKey?: boolean;
     skipHeaderCheck?: boolean;
+    trustRemoteHeader?: boolean;
     /** Read everything from the remote and let the block cache start over from what comes back (`check`). */
     freshCache?: boolean;
     /** The body runs until a signal (`mount`): then the signal is its normal end, not an interruption. */
@@ -114,6 +116,7 @@ export async function meteredSession<T>(
     notice,
     acceptNewHostKey: opts.acceptNewHostKey,
     skipHeaderCheck: opts.skipHeaderCheck,
+    trustRemoteHeader: opts.trustRemoteHeader,
     freshCache: opts.freshCache,
   });
   const started = new Date();

@@ -54,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('json', { type: 'boolean', describe: 'machine-readable output' })
     .option('passphrase-file', { type: 'string', describe: 'read the passphrase from this file (one trailing newline is dropped)' })
     .option('passphrase-command', { type: 'string', describe: 'run this shell command and use its output as the passphrase' })
+    .option('trust-remote-header', { type: 'boolean', describe: 'with no local LUKS header backup: let a writing run use the remote header, and save it as the backup' })
     .command(
       'init <vault>',
       'create a vault: a LUKS image on the remote with a filesystem inside',

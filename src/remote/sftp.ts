@@ -137,6 +137,23 @@ export async function readRange(sftp: SFTPWrapper, path: string, offset: number,
   }
 }
 
+/** Writes `data` at `offset` of an existing file, in pieces sent together. */
+export async function writeRange(sftp: SFTPWrapper, path: string, offset: number, data: Buffer): Promise<void> {
+  const handle = await call<Buffer>((cb) => sftp.open(path, 'r+', cb));
+  try {
+    const piece = 32 * 1024;
+    const writes: Promise<void>[] = [];
+    for (let at = 0; at < data.length; at += piece) {
+      writes.push(call<void>((cb) => sftp.write(handle, data, at, Math.min(piece, data.length - at), offset + at, cb as never)));
+    }
+    await Promise.all(writes);
+  } catch (e) {
+    throw explain(e, path, 'writing');
+  } finally {
+    await call<void>((cb) => sftp.close(handle, cb));
+  }
+}
+
 /** Free space where the server offers statvfs@openssh.com; undefined elsewhere. */
 export async function freeBytes(sftp: SFTPWrapper, path: string): Promise<number | undefined> {
   try {

@@ -7,6 +7,7 @@ import { BlockCache } from './block-cache.js';
 import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
 import type { Layer } from './layer.js';
 import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
+import { LocalHeader } from './local-header.js';
 import { NbdServer } from './nbd-server.js';
 
 /** SFTP requests per piece: large requests are split and sent at once rather than one after another. */
@@ -70,8 +71,10 @@ export interface ImageCacheOptions {
   conn: Connection;
   /** The image's path on the remote, as SFTP sees it. */
   imagePath: string;
-  /** Its LUKS header if the session has read it already; read here otherwise (init formats after connecting). */
+  /** Its LUKS header if the session has read it already; read here otherwise. */
   phdr?: Buffer;
+  /** The header area as checked against (or made from) the local backup: served from here, never read from the remote. */
+  header?: Buffer;
   socket: string;
   cacheDir: string;
   /** The remote generation as the run found it (what a cache must match) and as it leaves it (what the cache becomes valid for). */
@@ -104,7 +107,7 @@ export class ImageCacheLayer implements Layer {
   async open(): Promise<string> {
     const o = this.o;
     this.image = await SftpImage.open(await o.conn.openSftp(), o.imagePath, o.readOnly);
-    const phdr = o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
+    const phdr = o.header ?? o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
     // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
     const luks = isLuks1(phdr);
     if (o.generation.now && o.maxBytes > 0 && luks) {
@@ -116,7 +119,7 @@ export class ImageCacheLayer implements Layer {
       }
     }
     this.backend = new CachedImage(this.image, this.cache, luks ? phdrPayloadOffset(phdr) : 0, o.readOnly);
-    this.server = new NbdServer(this.backend);
+    this.server = new NbdServer(o.header ? new LocalHeader(this.backend, o.header) : this.backend);
     await this.server.listen(o.socket);
     return o.socket;
   }

@@ -10,6 +10,8 @@ function mapperName(vault: string): string {
 /**
  * The kernel LUKS engine (DESIGN section 2): dm-crypt on the loop device of
  * the image file, the stack of the seeds. The key reaches cryptsetup on stdin.
+ * With a header file (the local backup the remote header was checked
+ * against), cryptsetup reads the key material from it, not from the remote.
  */
 export class KernelLuksLayer implements Layer {
   readonly name = 'luks-kernel';
@@ -19,12 +21,13 @@ export class KernelLuksLayer implements Layer {
     private readonly vault: string,
     private readonly passphrase: string,
     private readonly readOnly: boolean,
+    private readonly headerFile?: string,
   ) {}
 
   async open(device: string): Promise<string> {
     const name = mapperName(this.vault);
     try {
-      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), '--key-file', '-', device, name], {
+      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), ...(this.headerFile ? ['--header', this.headerFile] : []), '--key-file', '-', device, name], {
         input: this.passphrase,
       });
     } catch (e) {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VaultPaths } from '../config/paths.js';
 import { DEFAULT_CACHE_BYTES, type VaultConfig } from '../config/vault-config.js';
@@ -8,7 +8,7 @@ import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
-import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, stat, unlink } from '../remote/sftp.js';
+import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, stat, unlink, writeRange } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import { parseRemote, type RemoteSpec } from '../remote/url.js';
@@ -17,7 +17,8 @@ import { FsLayer } from './fs.js';
 import { ImageCacheLayer } from './image-cache.js';
 import type { Layer } from './layer.js';
 import { LoopLayer } from './loop.js';
-import { backupPhdr, isLuks1, PHDR_BYTES, phdrUuid } from './luks.js';
+import { isLuks1, luksHeaderBackup, PHDR_BYTES, phdrUuid } from './luks.js';
+import { formatHeader, readHeaderArea } from './luks-header.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
 import { SshfsLayer } from './sshfs.js';
@@ -39,6 +40,8 @@ export interface SessionOptions {
   skipHeaderCheck?: boolean;
   /** Ignore the block cache's contents: what is read comes from the remote, and fills the cache anew. */
   freshCache?: boolean;
+  /** With no local header backup, let a writing run use the remote header as it is (and save a backup of it). */
+  trustRemoteHeader?: boolean;
 }
 
 function remotePath(remote: RemoteSpec, name: string): string {
@@ -63,6 +66,13 @@ export class VaultSession {
   imageCache: ImageCacheLayer | undefined;
   /** The remote LUKS header as checked at connect; init has none yet. */
   private phdr: Buffer | undefined;
+  /**
+   * The header area the engines decrypt with, from the local backup (as
+   * checked or as init formatted it); undefined when runs read the remote's.
+   */
+  private header: Buffer | undefined;
+  /** No local backup and the user trusts the remote header: save it once sshfs is up. */
+  private adoptRemoteHeader = false;
   private createdImage = false;
 
   constructor(readonly o: SessionOptions) {
@@ -108,6 +118,7 @@ export class VaultSession {
     const found = await readGeneration(sftp, generationFile);
     this.generation = { found, now: this.o.readOnly ? found : await newGeneration(sftp, generationFile) };
     await this.stack.push(new SshfsLayer(this.conn, this.remote.dir, this.o.paths.remoteMount, this.o.readOnly));
+    if (this.adoptRemoteHeader) await this.saveRemoteHeader();
   }
 
   private async createImage(size: number, preallocate: boolean): Promise<void> {
@@ -150,11 +161,21 @@ export class VaultSession {
       );
     }
     if (this.o.skipHeaderCheck) return;
-    const local = await backupPhdr(this.o.paths.headerBackup);
-    if (!local) {
-      this.o.notice(`No local LUKS header backup for this vault; run 'sshvault key backup-header' to make one.`);
+    const header = await readHeaderArea(this.o.paths.headerBackup);
+    if (!header) {
+      if (this.o.readOnly) {
+        this.o.notice(`No local LUKS header backup for this vault; run 'sshvault key backup-header' to make one.`);
+      } else if (this.o.trustRemoteHeader) {
+        this.o.notice(`No local LUKS header backup for this vault: trusting the remote header as it is, and saving it to ${this.o.paths.headerBackup}.`);
+        this.adoptRemoteHeader = true;
+      } else {
+        throw new AuthError(
+          `no local LUKS header backup for this vault (${this.o.paths.headerBackup}), so the remote header cannot be checked; copy your backup there, or if you trust this host, run again with --trust-remote-header`,
+        );
+      }
       return;
     }
+    const local = header.subarray(0, PHDR_BYTES);
     if (!local.equals(remote)) {
       const was = phdrUuid(local);
       const now = phdrUuid(remote);
@@ -164,18 +185,42 @@ export class VaultSession {
           : `the LUKS header of the remote image changed since the local backup (key slots edited elsewhere?); if you did that, run 'sshvault key backup-header', otherwise do not trust this host`,
       );
     }
+    this.header = header;
+  }
+
+  /** The remote header, taken as the vault's own: from now on runs check against it and decrypt with it. */
+  private async saveRemoteHeader(): Promise<void> {
+    await luksHeaderBackup(join(this.o.paths.remoteMount, this.o.config.image), this.o.paths.headerBackup);
+    const header = (await readHeaderArea(this.o.paths.headerBackup))!;
+    if (!header.subarray(0, PHDR_BYTES).equals(this.phdr!)) {
+      await rm(this.o.paths.headerBackup, { force: true });
+      throw new AuthError('the LUKS header of the remote image changed while this run read it; do not trust this host');
+    }
+    this.header = header;
+  }
+
+  /**
+   * Formats LUKS here and writes the header area to the new image (init):
+   * the local backup is what was formatted, and what runs decrypt with.
+   */
+  async formatImage(size: number): Promise<void> {
+    const header = await formatHeader(this.o.paths.run, size, this.o.passphrase, this.o.paths.headerBackup);
+    await writeRange(await this.conn!.sftp(), this.imagePath, 0, header);
+    this.header = header;
   }
 
   /** The LUKS engine's layers, below the filesystem. */
   decryptionLayers(): Layer[] {
     const p = this.o.paths;
     if (this.engine === 'kernel') {
-      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(this.o.config.name, this.o.passphrase, this.o.readOnly)];
+      const headerFile = this.header ? p.headerBackup : undefined;
+      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(this.o.config.name, this.o.passphrase, this.o.readOnly, headerFile)];
     }
     const cache = (this.imageCache = new ImageCacheLayer({
       conn: this.conn!,
       imagePath: this.imagePath,
       phdr: this.phdr,
+      header: this.header,
       socket: p.imageSocket,
       cacheDir: p.blockCache,
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
