@@ -38,6 +38,9 @@ export async function cmdInit(a: InitArgs): Promise<number> {
   const name = checkVaultName(a.vault);
   const paths = vaultPaths(name);
   if (existsSync(paths.config)) throw new UsageError(`vault '${name}' already exists (${paths.config})`);
+  if (existsSync(paths.headerBackup)) {
+    throw new UsageError(`${paths.headerBackup} exists, but vault '${name}' has no config: a LUKS header backup left from another vault; move it away, then run init again`);
+  }
   try {
     parseRemote(a.remote);
   } catch (e) {
@@ -79,22 +82,15 @@ export async function cmdInit(a: InitArgs): Promise<number> {
       { command: 'init', readOnly: false, passphrase, mountFs: false, create: { size, preallocate: !!a.preallocate }, acceptNewHostKey: a.acceptNewHostKey },
       async (session, meter) => {
         meter.begin('format');
-        try {
-          const image = join(paths.remoteMount, config.image);
-          await session.formatImage(size);
-          session.stack.setTop(image);
-          for (const layer of session.decryptionLayers()) await session.stack.push(layer);
-          await makeFilesystem(session.stack.top, config.fs);
-          await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}));
-          const layout = imageLayout(paths.fsMount);
-          await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
-          await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));
-          await session.fsLayer()!.flush();
-        } catch (e) {
-          await session.stack.close().catch(() => {});
-          await session.removeCreatedImage().catch(() => {});
-          throw e;
-        }
+        await session.formatImage(size);
+        session.stack.setTop(join(paths.remoteMount, config.image));
+        for (const layer of session.decryptionLayers()) await session.stack.push(layer);
+        await makeFilesystem(session.stack.top, config.fs);
+        await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}));
+        const layout = imageLayout(paths.fsMount);
+        await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
+        await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));
+        await session.fsLayer()!.flush();
       },
     );
     if (run.error) throw run.error;

@@ -143,7 +143,7 @@ export async function meteredSession<T>(
     error = (session.conn?.lost && !(e instanceof SshvaultError && e.exitCode > 128) ? session.conn.lost : e) as Error;
   } finally {
     meter.begin('close');
-    const closeError = await session.close();
+    const closeError = await session.close(!!error);
     meter.end();
     untrap();
     if (!error && closeError) error = closeError;

@@ -47,9 +47,11 @@ export async function stat(sftp: SFTPWrapper, path: string): Promise<Stats | und
   }
 }
 
-export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number): Promise<void> {
+/** Returns the directories it made, outermost first. */
+export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number): Promise<string[]> {
   const absolute = dir.startsWith('/');
   const parts = dir.split('/').filter(Boolean);
+  const made: string[] = [];
   let path = absolute ? '' : '.';
   for (const part of parts) {
     path = `${path}/${part}`;
@@ -61,7 +63,9 @@ export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number): Prom
     } catch (e) {
       throw explain(e, path, 'creating');
     }
+    made.push(path);
   }
+  return made;
 }
 
 /** Atomic on the server: fails if the directory already exists, which is what the lock relies on. */

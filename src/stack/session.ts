@@ -8,7 +8,7 @@ import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
-import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, stat, unlink, writeRange } from '../remote/sftp.js';
+import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, rmdir, stat, unlink, writeRange } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import { parseRemote, type RemoteSpec } from '../remote/url.js';
@@ -73,7 +73,8 @@ export class VaultSession {
   private header: Buffer | undefined;
   /** No local backup and the user trusts the remote header: save it once sshfs is up. */
   private adoptRemoteHeader = false;
-  private createdImage = false;
+  /** What init made so far, so that a failed init can take it away again. */
+  private created: { dirs: string[]; image: boolean; generation: boolean; headerBackup: boolean } | undefined;
 
   constructor(readonly o: SessionOptions) {
     this.remote = parseRemote(o.config.remote);
@@ -99,7 +100,10 @@ export class VaultSession {
       onCounter: (c) => this.o.meter.attach(c),
     });
     const sftp = await this.conn.sftp();
-    if (create) await mkdirp(sftp, this.remote.dir, PRIVATE_DIR);
+    if (create) {
+      this.created = { dirs: [], image: false, generation: false, headerBackup: false };
+      this.created.dirs = await mkdirp(sftp, this.remote.dir, PRIVATE_DIR);
+    }
     const dirStat = await stat(sftp, this.remote.dir);
     if (!dirStat?.isDirectory()) {
       throw new LinkError(`the remote directory ${this.remote.dir} does not exist on ${this.conn.target}; check --remote or run 'sshvault init'`);
@@ -116,6 +120,7 @@ export class VaultSession {
     else await this.checkHeader();
     const generationFile = remotePath(this.remote, GENERATION_FILE);
     const found = await readGeneration(sftp, generationFile);
+    if (this.created) this.created.generation = true;
     this.generation = { found, now: this.o.readOnly ? found : await newGeneration(sftp, generationFile) };
     await this.stack.push(new SshfsLayer(this.conn, this.remote.dir, this.o.paths.remoteMount, this.o.readOnly));
     if (this.adoptRemoteHeader) await this.saveRemoteHeader();
@@ -133,14 +138,32 @@ export class VaultSession {
     if (free !== undefined && free < size) {
       this.o.notice(`The remote has only ${formatBytes(free)} free for a ${formatBytes(size)} sparse image; backups fail once it runs out.`);
     }
+    this.created!.image = true;
     await createImage(sftp, this.imagePath, size, { mode: PRIVATE_FILE, preallocate });
-    this.createdImage = true;
   }
 
-  /** Undoes a failed init, so that running it again does not meet a half-made image. */
-  async removeCreatedImage(): Promise<void> {
-    if (!this.createdImage || !this.conn || this.conn.lost) return;
-    await unlink(await this.conn.sftp(), this.imagePath);
+  /**
+   * Undoes a failed init, after the stack is closed and before the lock goes:
+   * running init again then meets neither a half-made image nor a header
+   * backup of a vault that never was.
+   */
+  private async removeCreatedFiles(): Promise<void> {
+    const made = this.created!;
+    if (made.headerBackup) await rm(this.o.paths.headerBackup, { force: true });
+    const files = [...(made.image ? [this.imagePath] : []), ...(made.generation ? [remotePath(this.remote, GENERATION_FILE)] : [])];
+    if (!files.length) return;
+    if (!this.conn || this.conn.lost) {
+      this.o.notice(`The failed init could not remove what it made on the remote: remove ${files.join(' and ')} before running init again.`);
+      return;
+    }
+    const sftp = await this.conn.sftp();
+    for (const f of files) await unlink(sftp, f);
+  }
+
+  private async removeCreatedDirs(): Promise<void> {
+    if (!this.conn || this.conn.lost) return;
+    const sftp = await this.conn.sftp();
+    for (const dir of [...this.created!.dirs].reverse()) await rmdir(sftp, dir);
   }
 
   /**
@@ -204,6 +227,7 @@ export class VaultSession {
    * the local backup is what was formatted, and what runs decrypt with.
    */
   async formatImage(size: number): Promise<void> {
+    this.created!.headerBackup = true;
     const header = await formatHeader(this.o.paths.run, size, this.o.passphrase, this.o.paths.headerBackup);
     await writeRange(await this.conn!.sftp(), this.imagePath, 0, header);
     this.header = header;
@@ -248,8 +272,11 @@ export class VaultSession {
     return this.stack.layer<FsLayer>('fs');
   }
 
-  /** Unmounts and closes everything, releases the lock, ends the connection. Never throws over a prior error. */
-  async close(): Promise<Error | undefined> {
+  /**
+   * Unmounts and closes everything, releases the lock, ends the connection.
+   * After a failed init, also removes what it made. Never throws over a prior error.
+   */
+  async close(failed = false): Promise<Error | undefined> {
     let first: Error | undefined;
     const attempt = async (what: string, fn: () => Promise<void>) => {
       try {
@@ -260,7 +287,10 @@ export class VaultSession {
       }
     };
     await attempt('closing the stack', () => this.stack.close());
+    const undo = failed && this.created;
+    if (undo) await attempt('removing what init made', () => this.removeCreatedFiles());
     if (this.lock && !this.conn?.lost) await attempt('releasing the lock', () => this.lock!.release());
+    if (undo) await attempt('removing the directories init made', () => this.removeCreatedDirs());
     if (this.conn) await attempt('disconnecting', () => this.conn!.close());
     return first;
   }

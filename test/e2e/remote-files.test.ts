@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,5 +64,28 @@ describe('remote files', () => {
     for (const c of creates) expect(c, c.path).toMatchObject({ mode: '0600' });
     for (const d of mkdirs) expect(d, d.path).toMatchObject({ mode: '0700' });
     expect(await leftovers(ws.dir)).toEqual([]);
+  });
+
+  it('a failed init leaves nothing behind, remote or local, and a retry works', async () => {
+    const parent = join(sshd.dir, 'remote', 'failing');
+    const remoteDir = join(parent, 'vault');
+    // mkfs fails after the image exists, the header is formatted and the generation written.
+    const shims = join(scratch, 'failing-mkfs');
+    await mkdir(shims);
+    await writeFile(join(shims, 'mkfs.ext4'), '#!/bin/sh\necho "mkfs.ext4: no space left (simulated)" >&2\nexit 1\n');
+    await chmod(join(shims, 'mkfs.ext4'), 0o755);
+    const failed = await ws.sv(initArgs('failing', remoteDir), { env: { PATH: `${shims}:${process.env.PATH}` } });
+    expect(failed.exitCode, failed.stderr).not.toBe(0);
+    expect(failed.stderr).toContain('simulated');
+
+    expect(existsSync(parent)).toBe(false);
+    const state = join(ws.env.XDG_STATE_HOME, 'sshvault', 'failing');
+    expect(existsSync(join(state, 'luks-header.img'))).toBe(false);
+    expect(existsSync(join(ws.env.XDG_CONFIG_HOME, 'sshvault', 'failing.json'))).toBe(false);
+    expect(await leftovers(ws.dir)).toEqual([]);
+
+    expectOk(await ws.sv(initArgs('failing', remoteDir)), 'init again');
+    expect((await readdir(remoteDir)).sort()).toEqual(['vault.generation', 'vault.img']);
+    expect(existsSync(join(state, 'luks-header.img'))).toBe(true);
   });
 });
