@@ -6,6 +6,7 @@ import { DEFAULT_CACHE_BYTES, type VaultConfig } from '../config/vault-config.js
 import { AuthError, LinkError, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
+import { probeImage } from '../remote/image-probe.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
 import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, rmdir, stat, unlink, writeRange } from '../remote/sftp.js';
@@ -140,6 +141,7 @@ export class VaultSession {
     }
     this.created!.image = true;
     await createImage(sftp, this.imagePath, size, { mode: PRIVATE_FILE, preallocate });
+    await probeImage(sftp, this.imagePath, size);
   }
 
   /**

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
 import { forceCleanup, leftovers } from '../helpers/cleanup.js';
@@ -87,5 +87,24 @@ describe('remote files', () => {
     expectOk(await ws.sv(initArgs('failing', remoteDir)), 'init again');
     expect((await readdir(remoteDir)).sort()).toEqual(['vault.generation', 'vault.img']);
     expect(existsSync(join(state, 'luks-header.img'))).toBe(true);
+  });
+
+  it('a server that ignores the size set on a new file: init exits 2 naming it, and leaves nothing behind', async () => {
+    const filter = resolve(import.meta.dirname, '../../fixtures/sftp-ignores-size.mjs');
+    const bad = await startSshd({ sftpSubsystem: () => `${process.execPath} ${filter}` });
+    try {
+      const remoteDir = join(bad.dir, 'remote', 'sizeless');
+      const r = await ws.sv([
+        'init', 'sizeless', '--remote', `ssh://root@127.0.0.1:${bad.port}${remoteDir}`, '--size', '96M',
+        '--identity', bad.userKeyPath, '--known-hosts', bad.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
+      ]);
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr).toContain('does not keep the size set on a new file');
+      expect(existsSync(join(bad.dir, 'remote'))).toBe(false);
+      expect(existsSync(join(ws.env.XDG_STATE_HOME, 'sshvault', 'sizeless', 'luks-header.img'))).toBe(false);
+      expect(await leftovers(ws.dir)).toEqual([]);
+    } finally {
+      await bad.stop();
+    }
   });
 });
