@@ -47,11 +47,10 @@ export async function stat(sftp: SFTPWrapper, path: string): Promise<Stats | und
   }
 }
 
-/** Returns the directories it made, outermost first. */
-export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number): Promise<string[]> {
+/** Adds each directory it makes to `made`, outermost first, as it goes: a failure halfway still says what was made. */
+export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number, made: string[]): Promise<void> {
   const absolute = dir.startsWith('/');
   const parts = dir.split('/').filter(Boolean);
-  const made: string[] = [];
   let path = absolute ? '' : '.';
   for (const part of parts) {
     path = `${path}/${part}`;
@@ -65,7 +64,6 @@ export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number): Prom
     }
     made.push(path);
   }
-  return made;
 }
 
 /** Atomic on the server: fails if the directory already exists, which is what the lock relies on. */

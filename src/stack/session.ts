@@ -103,7 +103,7 @@ export class VaultSession {
     const sftp = await this.conn.sftp();
     if (create) {
       this.created = { dirs: [], image: false, generation: false, headerBackup: false };
-      this.created.dirs = await mkdirp(sftp, this.remote.dir, PRIVATE_DIR);
+      await mkdirp(sftp, this.remote.dir, PRIVATE_DIR, this.created.dirs);
     }
     const dirStat = await stat(sftp, this.remote.dir);
     if (!dirStat?.isDirectory()) {
