@@ -34,7 +34,7 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
     let verify: VerifyResult | undefined;
     let undone = false;
     const writes = !!a.repair || !!a.undoRepair;
-    const run = await meteredSession(ctx, { command: 'check', readOnly: !writes, passphrase, mountFs: false, freshCache: true }, async (session, meter, _signal, facts) => {
+    const run = await meteredSession(ctx, { command: 'check', readOnly: !writes, passphrase, mountFs: false, freshCache: true, trustRemoteHeader: a.trustRemoteHeader }, async (session, meter, _signal, facts) => {
       meter.begin('open');
       session.stack.setTop(join(ctx.paths.remoteMount, ctx.config.image));
       for (const layer of session.decryptionLayers()) await session.stack.push(layer);

@@ -9,7 +9,6 @@ import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { chooseEngine } from '../stack/engine.js';
 import { FsLayer, makeFilesystem } from '../stack/fs.js';
-import { luksFormat, luksHeaderBackup } from '../stack/luks.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
 import { writeImageSequence } from '../snapshot/sequence.js';
@@ -40,6 +39,9 @@ export async function cmdInit(a: InitArgs): Promise<number> {
   const name = checkVaultName(a.vault);
   const paths = vaultPaths(name);
   if (existsSync(paths.config)) throw new UsageError(`vault '${name}' already exists (${paths.config})`);
+  if (existsSync(paths.headerBackup)) {
+    throw new UsageError(`${paths.headerBackup} exists, but vault '${name}' has no config: a LUKS header backup left from another vault; move it away, then run init again`);
+  }
   try {
     parseRemote(a.remote);
   } catch (e) {
@@ -82,10 +84,8 @@ export async function cmdInit(a: InitArgs): Promise<number> {
       async (session, meter) => {
         meter.begin('format');
         try {
-          const image = join(paths.remoteMount, config.image);
-          await luksFormat(image, passphrase);
-          await luksHeaderBackup(image, paths.headerBackup);
-          session.stack.setTop(image);
+          await session.formatImage(size);
+          session.stack.setTop(join(paths.remoteMount, config.image));
           for (const layer of session.decryptionLayers()) await session.stack.push(layer);
           await makeFilesystem(session.stack.top, config.fs);
           await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}, paths.pushRepairUndo));
@@ -96,11 +96,8 @@ export async function cmdInit(a: InitArgs): Promise<number> {
           session.seen = { counter: 1, snapshots: [] };
           await session.fsLayer()!.flush();
         } catch (e) {
-          // Asked before the half-made image is removed: removing it frees the space.
-          const full = await session.fullError(e);
-          await session.stack.close().catch(() => {});
-          await session.removeCreatedImage().catch(() => {});
-          throw full ?? e;
+          // Asked now: closing the session removes the half-made image, which frees the space.
+          throw (await session.fullError(e)) ?? e;
         }
       },
     );

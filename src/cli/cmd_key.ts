@@ -50,7 +50,7 @@ export async function cmdKey(a: KeyArgs): Promise<number> {
     let said = '';
     const run = await meteredSession(
       ctx,
-      { command: `key ${a.action}`, readOnly: headerOnly, passphrase, mountFs: false, skipHeaderCheck: headerOnly },
+      { command: `key ${a.action}`, readOnly: headerOnly, passphrase, mountFs: false, skipHeaderCheck: headerOnly, trustRemoteHeader: a.trustRemoteHeader },
       async (_session, meter) => {
         meter.begin('key');
         const image = join(ctx.paths.remoteMount, ctx.config.image);

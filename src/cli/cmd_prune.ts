@@ -46,7 +46,7 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, ctx.config);
     let plan: PrunePlan | undefined;
-    const run = await meteredSession(ctx, { command: 'prune', readOnly: !!a.dryRun, passphrase, mountFs: true }, async (session, meter) => {
+    const run = await meteredSession(ctx, { command: 'prune', readOnly: !!a.dryRun, passphrase, mountFs: true, trustRemoteHeader: a.trustRemoteHeader }, async (session, meter) => {
       meter.begin('prune');
       const layout = imageLayout(session.o.paths.fsMount);
       const meta = await readVaultMeta(layout);

@@ -46,7 +46,7 @@ async function push(a: PushArgs, ctx: VaultContext, given: string[], report: (re
 
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, ctx.config);
-    const run = await meteredSession(ctx, { command: 'push', readOnly: false, passphrase, mountFs: true }, (session, meter, signal, facts) => {
+    const run = await meteredSession(ctx, { command: 'push', readOnly: false, passphrase, mountFs: true, trustRemoteHeader: a.trustRemoteHeader }, (session, meter, signal, facts) => {
       meter.begin('sync');
       return pushSnapshot(session, meter, sources, ctx.config.excludes, signal, facts, !a.json && !isQuiet());
     });

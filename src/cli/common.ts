@@ -23,6 +23,7 @@ export interface GlobalArgs {
   json?: boolean;
   passphraseFile?: string;
   passphraseCommand?: string;
+  trustRemoteHeader?: boolean;
 }
 
 export interface VaultContext {
@@ -106,6 +107,7 @@ export async function meteredSession<T>(
     create?: { size: number; preallocate: boolean };
     acceptNewHostKey?: boolean;
     skipHeaderCheck?: boolean;
+    trustRemoteHeader?: boolean;
     /** Read everything from the remote and let the block cache start over from what comes back (`check`). */
     freshCache?: boolean;
     /** The body runs until a signal (`mount`): then the signal is its normal end, not an interruption. */
@@ -129,6 +131,7 @@ export async function meteredSession<T>(
     notice,
     acceptNewHostKey: opts.acceptNewHostKey,
     skipHeaderCheck: opts.skipHeaderCheck,
+    trustRemoteHeader: opts.trustRemoteHeader,
     freshCache: opts.freshCache,
     acceptRemote: opts.acceptRemote,
     noLocalState: opts.noLocalState,
@@ -159,7 +162,7 @@ export async function meteredSession<T>(
     if (mayBeFull(error)) error = (await session.fullError(error)) ?? error;
   } finally {
     meter.begin('close');
-    const closeError = await session.close();
+    const closeError = await session.close(!!error);
     meter.end();
     ticker.stop();
     untrap();

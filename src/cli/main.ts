@@ -86,6 +86,7 @@ export function buildCli(args: string[]): Argv {
     .option('limit-upload', { type: 'string', describe: "cap this run's upload, e.g. 2mbit (overrides the config's limitUpload)" })
     .option('passphrase-file', { type: 'string', describe: 'read the passphrase from this file (one trailing newline is dropped)' })
     .option('passphrase-command', { type: 'string', describe: 'run this shell command and use its output as the passphrase' })
+    .option('trust-remote-header', { type: 'boolean', describe: 'with no local LUKS header backup: let a writing run use the remote header, and save it as the backup' })
     .command(
       'init <vault>',
       'create a vault: a LUKS image on the remote with a filesystem inside',

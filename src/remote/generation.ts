@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { SFTPWrapper } from 'ssh2';
-import { readFile, writeFile } from './sftp.js';
+import { PRIVATE_FILE, readFile, writeFile } from './sftp.js';
 
 /**
  * A token next to the image that every writing run replaces before it writes
@@ -16,6 +16,6 @@ export async function readGeneration(sftp: SFTPWrapper, path: string): Promise<s
 
 export async function newGeneration(sftp: SFTPWrapper, path: string): Promise<string> {
   const token = randomBytes(16).toString('hex');
-  await writeFile(sftp, path, token + '\n');
+  await writeFile(sftp, path, token + '\n', PRIVATE_FILE);
   return token;
 }

@@ -1,9 +1,10 @@
 import type { SFTPWrapper } from 'ssh2';
-import { mkdirExclusive, readdirNames, readFile, rename, rmdir, stat, unlink, writeFile } from './sftp.js';
+import { mkdirExclusive, PRIVATE_DIR, PRIVATE_FILE, readdirNames, readFile, rename, rmdir, stat, unlink, writeFile } from './sftp.js';
 
 /**
  * The few file operations the remote locks need, so that their races can be
- * played out against an in-memory directory in unit tests.
+ * played out against an in-memory directory in unit tests. Everything they
+ * make is private: servers such as ProFTPD apply the mode a client sends.
  */
 export interface RemoteFiles {
   exists(path: string): Promise<boolean>;
@@ -24,11 +25,11 @@ export interface RemoteFiles {
 export function sftpFiles(sftp: SFTPWrapper): RemoteFiles {
   return {
     exists: async (path) => (await stat(sftp, path)) !== undefined,
-    mkdirExclusive: (path) => mkdirExclusive(sftp, path),
+    mkdirExclusive: (path) => mkdirExclusive(sftp, path, PRIVATE_DIR),
     rename: (from, to) => rename(sftp, from, to),
     readdir: (dir) => readdirNames(sftp, dir).catch((e: Error & { code?: number }) => (e.code === 2 ? [] : Promise.reject(e))),
     readFile: (path) => readFile(sftp, path),
-    writeFile: (path, data) => writeFile(sftp, path, data),
+    writeFile: (path, data) => writeFile(sftp, path, data, PRIVATE_FILE),
     unlink: (path) => unlink(sftp, path),
     rmdir: (path) => rmdir(sftp, path),
   };

@@ -15,6 +15,14 @@ function isStatus(e: unknown, code: number): boolean {
   return (e as SftpError)?.code === code;
 }
 
+/**
+ * Modes for everything sshvault creates on the remote, sent with every
+ * create: some servers (ProFTPD) apply what the client sends as it is, and
+ * ssh2's default is 0666.
+ */
+export const PRIVATE_FILE = 0o600;
+export const PRIVATE_DIR = 0o700;
+
 function isNoSuchFile(e: unknown): boolean {
   return isStatus(e, NO_SUCH_FILE);
 }
@@ -40,7 +48,8 @@ export async function stat(sftp: SFTPWrapper, path: string): Promise<Stats | und
   }
 }
 
-export async function mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
+/** Adds each directory it makes to `made`, outermost first, as it goes: a failure halfway still says what was made. */
+export async function mkdirp(sftp: SFTPWrapper, dir: string, mode: number, made: string[]): Promise<void> {
   const absolute = dir.startsWith('/');
   const parts = dir.split('/').filter(Boolean);
   let path = absolute ? '' : '.';
@@ -50,17 +59,18 @@ export async function mkdirp(sftp: SFTPWrapper, dir: string): Promise<void> {
     if (st?.isDirectory()) continue;
     if (st) throw new LinkError(`remote path ${path} exists and is not a directory`);
     try {
-      await call<void>((cb) => sftp.mkdir(path, cb));
+      await call<void>((cb) => sftp.mkdir(path, { mode }, cb));
     } catch (e) {
       throw explain(e, path, 'creating');
     }
+    made.push(path);
   }
 }
 
 /** Atomic on the server: fails if the directory already exists, which is what the lock relies on. */
-export async function mkdirExclusive(sftp: SFTPWrapper, path: string): Promise<boolean> {
+export async function mkdirExclusive(sftp: SFTPWrapper, path: string, mode: number): Promise<boolean> {
   try {
-    await call<void>((cb) => sftp.mkdir(path, cb));
+    await call<void>((cb) => sftp.mkdir(path, { mode }, cb));
     return true;
   } catch (e) {
     if (isStatus(e, PERMISSION_DENIED)) throw explain(e, path, 'creating');
@@ -101,9 +111,9 @@ export async function readFile(sftp: SFTPWrapper, path: string): Promise<Buffer 
   }
 }
 
-export async function writeFile(sftp: SFTPWrapper, path: string, data: string | Buffer): Promise<void> {
+export async function writeFile(sftp: SFTPWrapper, path: string, data: string | Buffer, mode: number): Promise<void> {
   try {
-    await call<void>((cb) => sftp.writeFile(path, data, cb));
+    await call<void>((cb) => sftp.writeFile(path, data, { mode }, cb));
   } catch (e) {
     throw explain(e, path, 'writing');
   }
@@ -125,6 +135,23 @@ export async function readRange(sftp: SFTPWrapper, path: string, offset: number,
   try {
     const buf = Buffer.alloc(length);
     return buf.subarray(0, await readInto(sftp, handle, buf, 0, length, offset));
+  } finally {
+    await call<void>((cb) => sftp.close(handle, cb));
+  }
+}
+
+/** Writes `data` at `offset` of an existing file, in pieces sent together. */
+export async function writeRange(sftp: SFTPWrapper, path: string, offset: number, data: Buffer): Promise<void> {
+  const handle = await call<Buffer>((cb) => sftp.open(path, 'r+', cb));
+  try {
+    const piece = 32 * 1024;
+    const writes: Promise<void>[] = [];
+    for (let at = 0; at < data.length; at += piece) {
+      writes.push(call<void>((cb) => sftp.write(handle, data, at, Math.min(piece, data.length - at), offset + at, cb as never)));
+    }
+    await Promise.all(writes);
+  } catch (e) {
+    throw explain(e, path, 'writing');
   } finally {
     await call<void>((cb) => sftp.close(handle, cb));
   }
@@ -152,11 +179,11 @@ export async function createImage(
   path: string,
   size: number,
   /** `explain` turns a failure into what the user is told, asked before the half-made file is removed. */
-  opts: { preallocate: boolean; onProgress?: (written: number) => void; explain?: (e: unknown) => Promise<unknown> },
+  opts: { mode: number; preallocate: boolean; onProgress?: (written: number) => void; explain?: (e: unknown) => Promise<unknown> },
 ): Promise<void> {
   let handle: Buffer;
   try {
-    handle = await call<Buffer>((cb) => sftp.open(path, 'wx', cb));
+    handle = await call<Buffer>((cb) => sftp.open(path, 'wx', opts.mode, cb));
   } catch (e) {
     if (await stat(sftp, path)) throw new LinkError(`remote image ${path} already exists; pick another directory or remove it`);
     throw explain(e, path, 'creating');

@@ -10,6 +10,7 @@ import { proveCache, type CacheProof } from './cache-proof.js';
 import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
 import type { Layer } from './layer.js';
 import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
+import { LocalHeader } from './local-header.js';
 import { NbdServer } from './nbd-server.js';
 
 /** SFTP requests per piece: large requests are split and sent at once rather than one after another. */
@@ -91,8 +92,10 @@ export interface ImageCacheOptions {
   conn: Connection;
   /** The image's path on the remote, as SFTP sees it. */
   imagePath: string;
-  /** Its LUKS header if the session has read it already; read here otherwise (init formats after connecting). */
+  /** Its LUKS header if the session has read it already; read here otherwise. */
   phdr?: Buffer;
+  /** The header area as checked against (or made from) the local backup: served from here, never read from the remote. */
+  header?: Buffer;
   socket: string;
   cacheDir: string;
   /** The remote generation as the run found it (what a cache must match) and as it leaves it (what the cache becomes valid for). */
@@ -133,7 +136,7 @@ export class ImageCacheLayer implements Layer {
     const o = this.o;
     const sftp = await o.conn.openSftp();
     this.image = await SftpImage.open(sftp, o.imagePath, o.readOnly, (e) => remoteFullError(sftp, o.imagePath, o.conn.target, o.command, e));
-    const phdr = o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
+    const phdr = o.header ?? o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
     // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
     const luks = isLuks1(phdr);
     if (o.generation.now && o.maxBytes > 0 && luks) {
@@ -147,7 +150,7 @@ export class ImageCacheLayer implements Layer {
     const payloadOffset = luks ? phdrPayloadOffset(phdr) : 0;
     if (this.cache?.reused) await this.proveCache(payloadOffset);
     this.backend = new CachedImage(this.image, this.cache, payloadOffset, o.readOnly);
-    this.server = new NbdServer(this.backend);
+    this.server = new NbdServer(o.header ? new LocalHeader(this.backend, o.header) : this.backend);
     await this.server.listen(o.socket);
     return o.socket;
   }

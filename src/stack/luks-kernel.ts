@@ -10,6 +10,8 @@ import type { StackRecord } from './stack.js';
  * The kernel LUKS engine (DESIGN section 2): dm-crypt on the loop device of
  * the image file, the stack of the seeds. The key reaches cryptsetup on stdin.
  * The mapping's name (dm-name.ts) is unique per state directory.
+ * With a header file (the local backup the remote header was checked
+ * against), cryptsetup reads the key material from it, not from the remote.
  */
 export class KernelLuksLayer implements Layer {
   readonly name = 'luks-kernel';
@@ -19,11 +21,12 @@ export class KernelLuksLayer implements Layer {
     private readonly mapping: string,
     private readonly passphrase: string,
     private readonly readOnly: boolean,
+    private readonly headerFile?: string,
   ) {}
 
   async open(device: string): Promise<string> {
     try {
-      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), '--key-file', '-', device, this.mapping], {
+      await run('cryptsetup', ['open', '--type', 'luks1', ...(this.readOnly ? ['--readonly'] : []), ...(this.headerFile ? ['--header', this.headerFile] : []), '--key-file', '-', device, this.mapping], {
         input: this.passphrase,
       });
     } catch (e) {

@@ -1,17 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VaultPaths } from '../config/paths.js';
 import { DEFAULT_CACHE_BYTES, type VaultConfig } from '../config/vault-config.js';
 import { AuthError, LinkError, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
+import { probeImage } from '../remote/image-probe.js';
 import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
 import { forgetLockRun, ownLockRuns, recordLockRun } from '../remote/own-locks.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
 import { sftpFiles } from '../remote/remote-files.js';
 import { remoteFullError } from '../remote/full.js';
-import { createImage, freeBytes, mkdirp, readRange, stat, unlink } from '../remote/sftp.js';
+import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, rmdir, stat, unlink, writeRange } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import { parseRemote, type RemoteSpec } from '../remote/url.js';
@@ -20,7 +21,8 @@ import { FsLayer } from './fs.js';
 import { ImageCacheLayer } from './image-cache.js';
 import type { Layer } from './layer.js';
 import { LoopLayer } from './loop.js';
-import { backupPhdr, isLuks1, PHDR_BYTES, phdrUuid } from './luks.js';
+import { isLuks1, luksHeaderBackup, PHDR_BYTES, phdrUuid } from './luks.js';
+import { formatHeader, readHeaderArea } from './luks-header.js';
 import { mappingName } from './dm-name.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
@@ -50,6 +52,8 @@ export interface SessionOptions {
   acceptRemote?: boolean;
   /** A vault given by flags: no local state to compare the image with, and none is left. */
   noLocalState?: boolean;
+  /** With no local header backup, let a writing run use the remote header as it is (and save a backup of it). */
+  trustRemoteHeader?: boolean;
 }
 
 function remotePath(remote: RemoteSpec, name: string): string {
@@ -81,7 +85,15 @@ export class VaultSession {
   verdict: Verdict | undefined;
   /** The remote LUKS header as checked at connect; init has none yet. */
   private phdr: Buffer | undefined;
-  private createdImage = false;
+  /**
+   * The header area the engines decrypt with, from the local backup (as
+   * checked or as init formatted it); undefined when runs read the remote's.
+   */
+  private header: Buffer | undefined;
+  /** No local backup and the user trusts the remote header: save it once sshfs is up. */
+  private adoptRemoteHeader = false;
+  /** What init made so far, so that a failed init can take it away again. */
+  private created: { dirs: string[]; image: boolean; generation: boolean; headerBackup: boolean } | undefined;
 
   constructor(readonly o: SessionOptions) {
     this.remote = parseRemote(o.config.remote);
@@ -109,7 +121,10 @@ export class VaultSession {
       limitUpload: this.o.config.limitUpload,
     });
     const sftp = await this.conn.sftp();
-    if (create) await mkdirp(sftp, this.remote.dir);
+    if (create) {
+      this.created = { dirs: [], image: false, generation: false, headerBackup: false };
+      await mkdirp(sftp, this.remote.dir, PRIVATE_DIR, this.created.dirs);
+    }
     const dirStat = await stat(sftp, this.remote.dir);
     if (!dirStat?.isDirectory()) {
       throw new LinkError(`the remote directory ${this.remote.dir} does not exist on ${this.conn.target}; check --remote or run 'sshvault init'`);
@@ -128,8 +143,10 @@ export class VaultSession {
     else await this.checkHeader();
     const generationFile = remotePath(this.remote, GENERATION_FILE);
     const found = await readGeneration(sftp, generationFile);
+    if (this.created) this.created.generation = true;
     this.generation = { found, now: this.o.readOnly ? found : await newGeneration(sftp, generationFile) };
     await this.stack.push(new SshfsLayer(this.conn, this.remote.dir, this.o.paths.remoteMount, this.o.readOnly));
+    if (this.adoptRemoteHeader) await this.saveRemoteHeader();
   }
 
   private async createImage(size: number, preallocate: boolean): Promise<void> {
@@ -144,16 +161,33 @@ export class VaultSession {
     if (free !== undefined && free < size) {
       this.o.notice(`The remote has only ${formatBytes(free)} free for a ${formatBytes(size)} sparse image; backups fail once it runs out.`);
     }
-    await createImage(sftp, this.imagePath, size, { preallocate, explain: async (e) => (await this.fullError(e)) ?? e });
-    this.createdImage = true;
+    this.created!.image = true;
+    await createImage(sftp, this.imagePath, size, { mode: PRIVATE_FILE, preallocate, explain: async (e) => (await this.fullError(e)) ?? e });
+    await probeImage(sftp, this.imagePath, size);
   }
 
-  /** Undoes a failed init, so that running it again does not meet a half-made image or its generation. */
-  async removeCreatedImage(): Promise<void> {
-    if (!this.createdImage || !this.conn || this.conn.lost) return;
+  /**
+   * Undoes a failed init, after the stack is closed and before the lock goes:
+   * running init again then meets neither a half-made image nor a header
+   * backup of a vault that never was.
+   */
+  private async removeCreatedFiles(): Promise<void> {
+    const made = this.created!;
+    if (made.headerBackup) await rm(this.o.paths.headerBackup, { force: true });
+    const files = [...(made.image ? [this.imagePath] : []), ...(made.generation ? [remotePath(this.remote, GENERATION_FILE)] : [])];
+    if (!files.length) return;
+    if (!this.conn || this.conn.lost) {
+      this.o.notice(`The failed init could not remove what it made on the remote: remove ${files.join(' and ')} before running init again.`);
+      return;
+    }
     const sftp = await this.conn.sftp();
-    await unlink(sftp, this.imagePath);
-    await unlink(sftp, remotePath(this.remote, GENERATION_FILE));
+    for (const f of files) await unlink(sftp, f);
+  }
+
+  private async removeCreatedDirs(): Promise<void> {
+    if (!this.conn || this.conn.lost) return;
+    const sftp = await this.conn.sftp();
+    for (const dir of [...this.created!.dirs].reverse()) await rmdir(sftp, dir);
   }
 
   /**
@@ -187,11 +221,21 @@ export class VaultSession {
       );
     }
     if (this.o.skipHeaderCheck) return;
-    const local = await backupPhdr(this.o.paths.headerBackup);
-    if (!local) {
-      this.o.notice(`No local LUKS header backup for this vault; run 'sshvault key backup-header' to make one.`);
+    const header = await readHeaderArea(this.o.paths.headerBackup);
+    if (!header) {
+      if (this.o.readOnly) {
+        this.o.notice(`No local LUKS header backup for this vault; run 'sshvault key backup-header' to make one.`);
+      } else if (this.o.trustRemoteHeader) {
+        this.o.notice(`No local LUKS header backup for this vault: trusting the remote header as it is, and saving it to ${this.o.paths.headerBackup}.`);
+        this.adoptRemoteHeader = true;
+      } else {
+        throw new AuthError(
+          `no local LUKS header backup for this vault (${this.o.paths.headerBackup}), so the remote header cannot be checked; copy your backup there, or if you trust this host, run again with --trust-remote-header`,
+        );
+      }
       return;
     }
+    const local = header.subarray(0, PHDR_BYTES);
     if (!local.equals(remote)) {
       const was = phdrUuid(local);
       const now = phdrUuid(remote);
@@ -201,18 +245,43 @@ export class VaultSession {
           : `the LUKS header of the remote image changed since the local backup (key slots edited elsewhere?); if you did that, run 'sshvault key backup-header', otherwise do not trust this host`,
       );
     }
+    this.header = header;
+  }
+
+  /** The remote header, taken as the vault's own: from now on runs check against it and decrypt with it. */
+  private async saveRemoteHeader(): Promise<void> {
+    await luksHeaderBackup(join(this.o.paths.remoteMount, this.o.config.image), this.o.paths.headerBackup);
+    const header = (await readHeaderArea(this.o.paths.headerBackup))!;
+    if (!header.subarray(0, PHDR_BYTES).equals(this.phdr!)) {
+      await rm(this.o.paths.headerBackup, { force: true });
+      throw new AuthError('the LUKS header of the remote image changed while this run read it; do not trust this host');
+    }
+    this.header = header;
+  }
+
+  /**
+   * Formats LUKS here and writes the header area to the new image (init):
+   * the local backup is what was formatted, and what runs decrypt with.
+   */
+  async formatImage(size: number): Promise<void> {
+    this.created!.headerBackup = true;
+    const header = await formatHeader(this.o.paths.run, size, this.o.passphrase, this.o.paths.headerBackup);
+    await writeRange(await this.conn!.sftp(), this.imagePath, 0, header);
+    this.header = header;
   }
 
   /** The LUKS engine's layers, below the filesystem. */
   decryptionLayers(): Layer[] {
     const p = this.o.paths;
     if (this.engine === 'kernel') {
-      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(mappingName(this.o.config.name, this.o.paths.state), this.o.passphrase, this.o.readOnly)];
+      const headerFile = this.header ? p.headerBackup : undefined;
+      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(mappingName(this.o.config.name, this.o.paths.state), this.o.passphrase, this.o.readOnly, headerFile)];
     }
     const cache = (this.imageCache = new ImageCacheLayer({
       conn: this.conn!,
       imagePath: this.imagePath,
       phdr: this.phdr,
+      header: this.header,
       socket: p.imageSocket,
       cacheDir: p.blockCache,
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
@@ -276,8 +345,11 @@ export class VaultSession {
     return this.stack.layer<FsLayer>('fs');
   }
 
-  /** Unmounts and closes everything, releases the lock, ends the connection. Never throws over a prior error. */
-  async close(): Promise<Error | undefined> {
+  /**
+   * Unmounts and closes everything, releases the lock, ends the connection.
+   * After a failed init, also removes what it made. Never throws over a prior error.
+   */
+  async close(failed = false): Promise<Error | undefined> {
     let first: Error | undefined;
     const attempt = async (what: string, fn: () => Promise<void>) => {
       try {
@@ -288,12 +360,15 @@ export class VaultSession {
       }
     };
     await attempt('closing the stack', () => this.stack.close());
+    const undo = failed && this.created;
+    if (undo) await attempt('removing what init made', () => this.removeCreatedFiles());
     if (this.lock && !this.conn?.lost) {
       await attempt('releasing the lock', async () => {
         await this.lock!.release();
         await forgetLockRun(this.o.paths.ownLocks, this.runId);
       });
     }
+    if (undo) await attempt('removing the directories init made', () => this.removeCreatedDirs());
     if (this.conn) await attempt('disconnecting', () => this.conn!.close());
     return first;
   }

@@ -18,6 +18,12 @@ export interface SshdOptions {
    * goes on answering keepalives.
    */
   sftpServer?: string;
+  /**
+   * The sftp subsystem's command line (run by the shell), given the fixture's
+   * dir; internal-sftp when absent. E.g. `sftp-server -u 000` for a server
+   * that applies the modes clients send as they are.
+   */
+  sftpSubsystem?: (dir: string) => string;
 }
 
 export interface SshdFixture {
@@ -109,7 +115,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdFixture> {
         .replaceAll('{{HOST_KEY}}', hostKey)
         .replaceAll('{{PID_FILE}}', join(dir, 'sshd.pid'))
         .replaceAll('{{AUTHORIZED_KEYS}}', authorizedKeys)
-        .replaceAll('{{SFTP_SERVER}}', opts.sftpServer ?? 'internal-sftp')
+        .replaceAll('{{SFTP_SUBSYSTEM}}', opts.sftpSubsystem?.(dir) ?? opts.sftpServer ?? 'internal-sftp')
         .replaceAll('{{SFTP_ONLY}}', opts.sftpOnly ? 'ForceCommand internal-sftp\nDisableForwarding yes\nPermitTTY no' : '');
       await writeFile(config, text, { mode: 0o600 });
       const r = await launch(config, logPath, port);
