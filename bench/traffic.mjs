@@ -376,7 +376,7 @@ async function lastRun(ws) {
   return runs[runs.length - 1];
 }
 
-/** A raw sshfs (OpenSSH, chacha20) on the same sshd via the relay: the sequential-write baseline of issue item 3. */
+/** A raw sshfs (OpenSSH, chacha20) on the same sshd via the relay: the sequential-write baseline of the throughput goal. */
 async function rawSshfsWrite(work, sshd, relay, mb) {
   const mnt = join(work, 'raw-sshfs');
   const remote = join(work, 'remote-raw');
@@ -537,7 +537,7 @@ function ratio(a, b) {
 }
 
 function goals(result) {
-  // Goals of issue 5 on a configuration: upload <= 1.5x changed + 64 B per tree entry;
+  // The traffic goals on a configuration: upload <= 1.5x changed + 64 B per tree entry;
   // download <= 0.1x changed on the second and later pushes; check download <= 2x metadata in use.
   const out = [];
   for (const c of result.configs) {
@@ -611,11 +611,11 @@ function render(result) {
       .map((c) => c.rows.find((r) => r.run === 'big file'))
       .filter((r) => r?.syncMBps)
       .map((r) => [r.config, `${raw.mbps.toFixed(1)} MB/s`, `${r.syncMBps.toFixed(1)} MB/s`, `${((100 * r.syncMBps) / raw.mbps).toFixed(0)}%`, ratio(r.upBytes, r.changedBytes)]);
-    L.push(`Throughput (issue item 3, goal >= 70%): raw sshfs sequential write of ${result.options.bigMb} MiB (OpenSSH chacha20, same sshd and relay) vs the stack's sync phase pushing one ${result.options.bigMb} MiB file:`);
+    L.push(`Throughput (goal >= 70%): raw sshfs sequential write of ${result.options.bigMb} MiB (OpenSSH chacha20, same sshd and relay) vs the stack's sync phase pushing one ${result.options.bigMb} MiB file:`);
     L.push(table(['config', 'raw sshfs', 'stack sync', 'ratio', 'up/chg'], trow));
     L.push('');
   }
-  L.push('Goals of issue 5:');
+  L.push('Traffic goals:');
   L.push(table(['config', 'run', 'goal', 'value', 'limit', 'met'], result.goals.map((g) => [g.config, g.run, g.goal, mb(g.value), mb(g.limit), g.met ? 'yes' : 'NO'])));
   const mism = result.configs.flatMap((c) => c.rows).filter((r) => r.relayUp !== r.upBytes || r.relayDown !== r.downBytes);
   L.push('');

@@ -1,4 +1,4 @@
-/** Exit codes are part of the CLI contract (DESIGN section 7, README). */
+/** Exit codes are part of the CLI contract (docs/design.md, "CLI contract"; README). */
 export const ExitCode = {
   ok: 0,
   unexpected: 1,

@@ -17,7 +17,7 @@ import { ExitCode, SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
 import { warnIfStale } from './staleness.js';
 
-/** Options every command takes (DESIGN section 7). */
+/** Options every command takes (docs/design.md, "CLI contract"). */
 export interface GlobalArgs {
   debug?: boolean;
   json?: boolean;

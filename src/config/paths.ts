@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /**
- * XDG locations (DESIGN section 6); tests point both variables at temp dirs.
+ * XDG locations (docs/design.md, "Local state"); tests point both variables at temp dirs.
  * Always absolute: mountpoints are compared with the kernel's mount table.
  */
 export function configDir(): string {

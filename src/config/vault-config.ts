@@ -8,7 +8,7 @@ import { parseDuration, parseLinkRate } from '../ui/format.js';
 export type FsType = 'ext4' | 'ext2';
 export type EngineChoice = 'auto' | 'kernel' | 'userspace';
 
-/** One human-editable JSON file per vault (DESIGN section 6). */
+/** One human-editable JSON file per vault (docs/design.md, "Local state"). */
 export interface VaultConfig {
   name: string;
   vaultId: string;
@@ -60,7 +60,7 @@ export async function listVaults(): Promise<string[]> {
   }
 }
 
-/** `<vault>` may be left out when exactly one vault is configured (DESIGN section 7). */
+/** `<vault>` may be left out when exactly one vault is configured (docs/design.md, "CLI contract"). */
 export async function resolveVaultName(given: string | undefined): Promise<string> {
   if (given) return checkVaultName(given);
   const all = await listVaults();

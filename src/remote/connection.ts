@@ -29,13 +29,13 @@ export interface ConnectOptions {
   limitUpload?: string;
 }
 
-/** Keepalive: a silent link is noticed within about 3 x 5 s (DESIGN section 8). */
+/** Keepalive: a silent link is noticed within about 3 x 5 s (docs/design.md, "Failure model"). */
 const KEEPALIVE_MS = 5000;
 const KEEPALIVE_COUNT = 3;
 
 /**
  * chacha20 first: with ssh2's native addon it matches OpenSSH, while OpenSSH
- * is twice as CPU-efficient with AES-GCM (DESIGN section 3). No compression:
+ * is twice as CPU-efficient with AES-GCM (docs/design.md, "Transport and metering"). No compression:
  * the payload is ciphertext.
  */
 const CIPHERS = [

@@ -5,7 +5,7 @@ import { PRIVATE_FILE, readFile, writeFile } from './sftp.js';
 /**
  * A token next to the image that every writing run replaces before it writes
  * (under the remote lock): a machine's block cache is valid only for the token
- * it last saw, so a write from anywhere else invalidates it (issue 5).
+ * it last saw, so a write from anywhere else invalidates it.
  */
 export const GENERATION_FILE = 'vault.generation';
 

@@ -8,7 +8,7 @@ import { CommandError } from '../errors.js';
 /**
  * Host key checking against OpenSSH's known_hosts files. ssh2 has no
  * known_hosts support, and hashed entries need OpenSSH's own matching, so
- * lookups go through `ssh-keygen -F` (DESIGN section 3).
+ * lookups go through `ssh-keygen -F` (docs/design.md, "Transport and metering").
  */
 
 export function keyType(blob: Buffer): string {

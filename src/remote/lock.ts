@@ -6,7 +6,7 @@ import { isStale, thisProcess, type LockIdentity } from './lock-identity.js';
 import type { RemoteFiles } from './remote-files.js';
 
 /**
- * The remote lock of DESIGN section 4: sshfs has no file locks and two
+ * The remote lock (docs/design.md, "Remote lock"): sshfs has no file locks and two
  * writers destroy an ext image, so a run owns `<dir>/vault.lock/` holding
  * owner.json. It is made as `vault.lock.<run id>/` with owner.json inside and
  * renamed into place (SFTP rename never replaces): a link cut while taking

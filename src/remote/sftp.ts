@@ -4,7 +4,7 @@ import { sanitize } from '../ui/sanitize.js';
 
 /**
  * Control operations over SFTP only, so SFTP-only storage boxes work
- * (DESIGN section 3). ssh2 reports SFTP status codes as `code` on its errors.
+ * (docs/design.md, "Transport and metering"). ssh2 reports SFTP status codes as `code` on its errors.
  */
 const NO_SUCH_FILE = 2;
 const PERMISSION_DENIED = 3;

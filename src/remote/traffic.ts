@@ -1,7 +1,8 @@
 /**
- * Wire bytes of the run's one SSH connection, split into phases (DESIGN
- * section 3). The counter reads the connection's own socket (or the pipe to a
- * ProxyCommand), so figures include SSH framing, encryption and keepalives.
+ * Wire bytes of the run's one SSH connection, split into phases
+ * (docs/design.md, "Transport and metering"). The counter reads the
+ * connection's own socket (or the pipe to a ProxyCommand), so figures
+ * include SSH framing, encryption and keepalives.
  */
 export interface ByteCounter {
   up(): number;

@@ -1,7 +1,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { parseSnapshotDir, sortSnapshots } from './naming.js';
 
-/** The snapshot list with stats, in the image and cached locally (DESIGN section 5). */
+/** The snapshot list with stats, in the image and cached locally (docs/design.md, "On-image layout"). */
 export interface CatalogEntry {
   name: string;
   time: string;

@@ -2,7 +2,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 
-/** Where things live inside the mounted image (DESIGN section 5). */
+/** Where things live inside the mounted image (docs/design.md, "On-image layout"). */
 export const FORMAT_VERSION = 1;
 
 export interface ImageLayout {

@@ -1,5 +1,5 @@
 /**
- * Snapshot directory names (DESIGN section 5): `2026-11-22T030000Z`, UTC to
+ * Snapshot directory names (docs/design.md, "On-image layout"): `2026-11-22T030000Z`, UTC to
  * the second, with no colons so the names are safe on every filesystem and
  * sort lexically in time order. An interrupted snapshot carries `.partial`.
  */

@@ -2,7 +2,7 @@ import { appendFile, readFile } from 'node:fs/promises';
 import type { PhaseRecord } from '../remote/traffic.js';
 import type { RsyncStats } from './rsync-stats.js';
 
-/** One line per run in runs.jsonl, locally and in the image (DESIGN section 5). */
+/** One line per run in runs.jsonl, locally and in the image (docs/design.md, "On-image layout"). */
 export interface RunRecord {
   id: string;
   command: string;

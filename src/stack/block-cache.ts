@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync, writeSync, ftruncateSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Cache granularity: the filesystem's block size (DESIGN section 2), so one directory block is one unit. */
+/** Cache granularity: the filesystem's block size (docs/design.md, "The block path"), so one directory block is one unit. */
 export const UNIT = 1024;
 /** Units per chunk; a chunk is what takes a slot in the data file and what is evicted. */
 export const CHUNK_UNITS = 64;

@@ -29,8 +29,8 @@ export interface CacheCounters {
 }
 
 /**
- * The remote image with a write-through cache of its blocks in front
- * (issue 5): reads of cached units cost nothing on the wire, every write goes
+ * The remote image with a write-through cache of its blocks in front:
+ * reads of cached units cost nothing on the wire, every write goes
  * to the remote and into the cache, since what a push writes (new
  * directories, inode tables) is what the next push reads. A write the remote
  * fails fails the next write or flush, and the run with it.

@@ -8,7 +8,7 @@ import { findProcesses, isMounted, stopProcess } from './mounts.js';
 
 /**
  * ext4 without a journal (default) or ext2 (the seeds' layout). A journal
- * costs +62% upload per incremental (DESIGN section 2), so none is ever made.
+ * costs +62% upload per incremental (docs/design.md, "Filesystems"), so none is ever made.
  * lazy_itable_init keeps mkfs from writing every inode table over the wire.
  */
 export async function makeFilesystem(device: string, fs: FsType): Promise<void> {
@@ -56,7 +56,7 @@ export interface FsckResult {
  * `sshvault check`: a forced full check, `e2fsck -fn` (reads only) or, given
  * `repairUndo`, `e2fsck -fy` keeping its undo file there. Readahead on the
  * device goes off first: fsck reads scattered metadata, and readahead would
- * fetch the blocks around each one over the wire too (DESIGN section 2). With
+ * fetch the blocks around each one over the wire too (docs/design.md, "Filesystems"). With
  * the userspace engine the layers below the loop device read ahead on their
  * own, so there it changes little (44.3 instead of 44.4-44.8 MB for 130k inodes).
  */

@@ -109,7 +109,7 @@ export interface ImageCacheOptions {
 
 /**
  * Serves the remote image over NBD to the userspace LUKS engine, with the
- * persistent block cache in front (issue 5, DESIGN section 2): a push
+ * persistent block cache in front (docs/design.md, "The block path"): a push
  * downloads only metadata this machine has not seen. It runs in this process,
  * like the SSH connection it depends on; a crash leaves only the socket file.
  */

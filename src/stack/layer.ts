@@ -1,5 +1,5 @@
 /**
- * One layer of the stack (DESIGN section 2): it opens one thing on top of
+ * One layer of the stack (docs/design.md, "Layers and the stack"): it opens one thing on top of
  * what the layer below gives it (a directory, a file or a block device) and
  * closes it again. `alive` says whether what it depends on is still there, so
  * nothing ever writes into an empty mountpoint after sshfs died.

@@ -7,7 +7,7 @@ import type { Layer, Leftover } from './layer.js';
 import type { StackRecord } from './stack.js';
 
 /**
- * The kernel LUKS engine (DESIGN section 2): dm-crypt on the loop device of
+ * The kernel LUKS engine (docs/design.md, "Layers and engines"): dm-crypt on the loop device of
  * the image file, the stack of the seeds. The key reaches cryptsetup on stdin.
  * The mapping's name (dm-name.ts) is unique per state directory.
  * With a header file (the local backup the remote header was checked

@@ -15,7 +15,7 @@ function optValue(s: string): string {
 const CONNECTIONS = 4;
 
 /**
- * The userspace LUKS engine (DESIGN section 2), for machines without
+ * The userspace LUKS engine (docs/design.md, "Layers and engines"), for machines without
  * device-mapper: qemu-nbd's LUKS driver decrypts the image, which the image
  * cache serves over NBD, and serves the plaintext on a unix socket; nbdfuse
  * exposes it as a file for losetup.

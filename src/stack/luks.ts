@@ -8,7 +8,7 @@ import { handOver, withSecretFifo } from './secret-fifo.js';
  * backs up and edits key slots of an image file directly.
  */
 
-/** Always LUKS1 (every engine and live CD opens it), AES-XTS-plain64, 512-bit key (DESIGN section 2). */
+/** Always LUKS1 (every engine and live CD opens it), AES-XTS-plain64, 512-bit key (docs/design.md, "Layers and engines"). */
 export async function luksFormat(image: string, passphrase: string): Promise<void> {
   const args = ['luksFormat', '--type', 'luks1', '--batch-mode', '--cipher', 'aes-xts-plain64', '--key-size', '512', '--hash', 'sha256'];
   args.push(...pbkdfArgs(), '--key-file', '-', image);

@@ -43,7 +43,7 @@ export async function isMounted(target: string): Promise<boolean> {
 const FUSECTL = '/sys/fs/fuse/connections';
 
 /**
- * Last resort for a hung FUSE mount (DESIGN section 8): writers blocked on a
+ * Last resort for a hung FUSE mount (docs/design.md, "Failure model"): writers blocked on a
  * dead sshfs cannot be killed until the FUSE connection is aborted.
  */
 export async function abortFuse(target: string): Promise<boolean> {

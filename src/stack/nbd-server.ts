@@ -111,7 +111,7 @@ function simpleReply(error: number, cookie: Buffer, data?: Buffer): Buffer[] {
 
 /**
  * A minimal NBD server on a unix socket, for qemu-nbd's LUKS driver to read
- * the ciphertext through (the image cache, DESIGN section 2). Requests run
+ * the ciphertext through (docs/design.md, "The block path"). Requests run
  * concurrently and are answered as they finish, as the protocol allows.
  */
 export class NbdServer {

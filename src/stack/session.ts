@@ -62,7 +62,7 @@ function remotePath(remote: RemoteSpec, name: string): string {
 
 /**
  * A vault opened for one command: the SSH connection, the remote lock and
- * the stack of layers, each step metered in its own phase (DESIGN section 1).
+ * the stack of layers, each step metered in its own phase (docs/design.md, "A run").
  */
 export class VaultSession {
   readonly runId = randomUUID();
@@ -132,7 +132,7 @@ export class VaultSession {
     const owner = { vaultId: this.o.config.vaultId, runId: this.runId, command: this.o.command };
     const lockCtx = { ownRuns: await ownLockRuns(this.o.paths.ownLocks) };
     await recordLockRun(this.o.paths.ownLocks, this.runId);
-    // Readers share the vault with each other; a writer needs it to itself (DESIGN section 4).
+    // Readers share the vault with each other; a writer needs it to itself (docs/design.md, "Remote lock").
     if (this.o.readOnly) {
       this.lock = await acquireSharedLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
     } else {

@@ -9,7 +9,7 @@ import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
 
 /**
  * sshfs in passive mode speaks SFTP on its stdin/stdout, which we connect to
- * an `sftp` channel of the run's one SSH connection (DESIGN section 3): every
+ * an `sftp` channel of the run's one SSH connection (docs/design.md, "Transport and metering"): every
  * byte is then counted on that connection. No `reconnect`: a reconnect would
  * invalidate the image file held open under the loop device.
  */
@@ -40,7 +40,7 @@ export class SshfsLayer implements Layer {
     channel.pipe(countSftpPackets(() => watch.end())).pipe(stdin);
     stdout.pipe(countSftpPackets(() => watch.begin())).pipe(channel);
     // When the connection dies, passive sshfs would wait forever and every writer hang in state D;
-    // ending its pipes makes it exit, so writers get EIO at once (DESIGN section 8).
+    // ending its pipes makes it exit, so writers get EIO at once (docs/design.md, "Failure model").
     const cut = () => {
       stdin.destroy();
       stdout.destroy();

@@ -60,7 +60,7 @@ export class Stack {
 
   /**
    * Every layer is still there. Checked before anything is written: once sshfs
-   * is gone its mountpoint is an ordinary local directory (DESIGN section 8).
+   * is gone its mountpoint is an ordinary local directory (docs/design.md, "Failure model").
    */
   async assertAlive(): Promise<void> {
     for (const l of this.opened) {

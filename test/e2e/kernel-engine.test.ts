@@ -19,7 +19,7 @@ const TITLE = HAS_DM
 // The reason is printed too: a skipped file's test names are not shown by the default reporter.
 if (!HAS_DM) console.log(TITLE);
 
-/** DESIGN section 9: the kernel engine's own tests run where device-mapper exists. */
+/** docs/design.md, "Tests and benchmarks": the kernel engine's own tests run where device-mapper exists. */
 describe.skipIf(!HAS_DM)(TITLE, () => {
   let sshd: SshdFixture;
   let ws: Workspace;
