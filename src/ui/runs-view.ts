@@ -28,7 +28,7 @@ function ratio(bytes: number, changed: number): string {
   return changed > 0 ? formatRatio(bytes / changed) : '-';
 }
 
-/** The traffic table of seed 001, made for every run: bytes per phase and what they cost against the change. */
+/** The seed's traffic table (docs/design.md, "Goals and threat model"), made for every run: bytes per phase and what they cost against the change. */
 export function renderRunsTable(runs: RunRecord[], link: string): string {
   const headers = ['started', 'command', 'snapshot', 'phase', 'up', 'down', 'time', 'changed', 'overhead', 'per entry', 'up/chg', 'down/chg', `on ${link}`];
   const rows: (string | number)[][] = [];
