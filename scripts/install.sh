@@ -31,3 +31,6 @@ echo "== npm ci"
 npm ci --no-audit --no-fund
 echo "== build"
 npm run build
+# The manual page (made from the same definitions as --help), where man finds it.
+mkdir -p /usr/local/share/man/man1
+node bin/sshvault man > /usr/local/share/man/man1/sshvault.1

@@ -1,6 +1,7 @@
 import { vaultPaths } from '../config/paths.js';
 import { describePassphraseSource } from '../config/passphrase.js';
 import { DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE } from '../config/vault-config.js';
+import { requestTimeoutSeconds } from '../remote/stall-watch.js';
 import { info } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { openContext, type GlobalArgs } from './common.js';
@@ -21,6 +22,7 @@ export async function cmdConfig(a: ConfigArgs): Promise<number> {
     ...c,
     cacheBytes: c.cacheBytes ?? DEFAULT_CACHE_BYTES,
     maxAge: c.maxAge ?? DEFAULT_MAX_AGE,
+    requestTimeoutSeconds: requestTimeoutSeconds(c.requestTimeoutSeconds),
     passphraseSource: describePassphraseSource({ file: a.passphraseFile, command: a.passphraseCommand }, { file: c.passphraseFile, command: c.passphraseCommand }),
     files: { config: ctx.paths.config, state: ctx.paths.state, headerBackup: ctx.paths.headerBackup, blockCache: vaultPaths(ctx.name).blockCache },
   };
@@ -41,6 +43,8 @@ export async function cmdConfig(a: ConfigArgs): Promise<number> {
     ['retention', c.retention ? Object.entries(c.retention).map(([k, v]) => `${k} ${v}`).join(', ') : '(none: prune needs --keep-* flags)'],
     ['block cache', `${formatBytes(effective.cacheBytes)}${effective.cacheBytes === 0 ? ' (off)' : ''}`],
     ['max age', effective.maxAge],
+    ['timeout', `${effective.requestTimeoutSeconds} s without an answer from the remote ends the run`],
+    ['upload', c.limitUpload ? `at most ${c.limitUpload}` : 'not limited'],
     ['on success', c.onSuccess ?? '(nothing)'],
     ['on failure', c.onFailure ?? '(nothing)'],
     ['config file', ctx.paths.config],
