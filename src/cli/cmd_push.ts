@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
 import { UsageError, VaultFullError } from '../errors.js';
+import { debug } from '../log.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import type { VaultSession } from '../stack/session.js';
 import { emptyCatalog, readCatalog, reconcile, upsert, writeCatalog } from '../snapshot/catalog.js';
@@ -11,6 +12,7 @@ import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../s
 import { writeManifest } from '../snapshot/manifest.js';
 import { newestComplete, nextSnapshotName, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
+import { planLinks, removeStalePartials } from '../snapshot/resume.js';
 import { appendRun } from '../snapshot/runs.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
@@ -70,23 +72,20 @@ async function pushSnapshot(
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const previous = newestComplete(refs);
-  const partial = refs.filter((r) => r.partial).pop();
   const name = nextSnapshotName(new Date(), refs.map((r) => r.name));
   const target = join(layout.snapshots, `${name}.partial`);
+  const links = planLinks(refs, previous, layout.snapshots);
   facts.snapshot = name;
   await session.stack.assertAlive();
-  if (partial) {
-    // Resume: what the interrupted run copied is kept; the new name says when the data was really taken.
-    notice(`Resuming the interrupted snapshot ${partial.name} as ${name}.`);
-    await rename(join(layout.snapshots, `${partial.name}.partial`), target);
-  } else {
-    await mkdir(target);
-  }
+  const resumed = refs.filter((r) => r.partial).pop();
+  // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
+  if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
+  await mkdir(target);
   const bar = new SyncProgressBar(showProgress);
   const sync: SyncOptions = {
     sources,
     dest: target,
-    linkDest: previous ? join(layout.snapshots, previous.name) : undefined,
+    linkDests: links.linkDests,
     excludes,
     // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault.
     alwaysExclude: [`${stateRoot()}/`],
@@ -105,9 +104,15 @@ async function pushSnapshot(
   if (result.warnings.length > 20) warn(`... and ${result.warnings.length - 20} more`);
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
+  debug(`push: rsync finished into ${name}.partial`);
   await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
+  debug('push: manifest written');
+  // Unordered, acknowledged-once-sent writes: only a flush makes the snapshot's data and inodes safe to call complete.
+  await flushToRemote(session, 'the snapshot before its rename');
   await session.stack.assertAlive();
   await rename(target, join(layout.snapshots, name));
+  debug(`push: renamed ${name}.partial to ${name}`);
+  await removeStalePartials(links.stalePartials);
 
   const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
   const catalog = upsert(reconcile(onImage, await snapshotDirs(layout)), {
@@ -120,6 +125,7 @@ async function pushSnapshot(
     run: session.runId,
   });
   await writeCatalog(layout.catalog, catalog);
+  debug('push: catalog written');
   // The image's copy of the run record knows the phases finished so far; the close phase is only in the local one.
   const done = meter.phases;
   await appendRun(layout.runs, {
@@ -139,8 +145,20 @@ async function pushSnapshot(
     phases: done,
     rsync: result.stats,
   });
-  await session.fsLayer()!.flush();
+  debug('push: run record written');
+  await flushToRemote(session, 'the rename and the records');
   return catalog;
+}
+
+/**
+ * syncfs of the snapshot filesystem: each layer below passes it down as a
+ * flush, and the lowest one returns only when the remote has answered every
+ * write and synced the image file.
+ */
+async function flushToRemote(session: VaultSession, what: string): Promise<void> {
+  debug(`push: flushing ${what}`);
+  await session.fsLayer()!.flush();
+  debug(`push: flushed ${what}`);
 }
 
 /** Turns an rsync failure into what happened to the user: lost link, full vault, or rsync's own words. */

@@ -12,7 +12,8 @@ export interface SyncProgress {
 export interface SyncOptions {
   sources: string[];
   dest: string;
-  linkDest?: string;
+  /** Directories rsync hard-links unchanged files from, searched in this order. */
+  linkDests: string[];
   excludes: string[];
   /** Paths never to back up, however the sources are chosen: sshvault's own mounts live there. */
   alwaysExclude: string[];
@@ -49,12 +50,9 @@ function rsyncArgs(o: Omit<SyncOptions, 'signal' | 'onProgress'>): string[] {
     '--whole-file',
     // Absolute source paths are kept under the snapshot, so several sources never collide.
     '--relative',
-    // A resumed .partial snapshot must end up equal to the source, not a superset.
-    '--delete',
-    '--delete-excluded',
     '--stats',
     '--info=progress2',
-    ...(o.linkDest ? [`--link-dest=${o.linkDest}`] : []),
+    ...o.linkDests.map((d) => `--link-dest=${d}`),
     ...o.alwaysExclude.map((p) => `--exclude=${p}`),
     ...o.excludes.map((p) => `--exclude=${p}`),
     ...o.sources,
