@@ -8,6 +8,8 @@ export const ExitCode = {
   locked: 5,
   full: 6,
   checkFailed: 7,
+  /** The snapshot is complete, but some files were unreadable or vanished while rsync ran. */
+  warnings: 8,
 } as const;
 
 /** An error a user can act on: one line that says what happened and what to do. */

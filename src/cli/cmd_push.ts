@@ -3,7 +3,7 @@ import { mkdir, rename, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
-import { UsageError, VaultFullError } from '../errors.js';
+import { ExitCode, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import type { VaultSession } from '../stack/session.js';
@@ -13,6 +13,7 @@ import { writeManifest } from '../snapshot/manifest.js';
 import { newestComplete, nextSnapshotName, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
 import { planLinks, removeStalePartials } from '../snapshot/resume.js';
+import { warningPaths } from '../snapshot/rsync-warnings.js';
 import { appendRun } from '../snapshot/runs.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
@@ -51,6 +52,13 @@ export async function cmdPush(a: PushArgs): Promise<number> {
     await writeCatalog(ctx.paths.catalogFile, catalog);
     if (a.json) info(JSON.stringify(run.record, null, 2));
     else info(renderRunSummary(run.record, catalog));
+    const made = catalog.snapshots.find((s) => s.name === run.record.snapshot);
+    if (made?.warnings) {
+      warn(
+        `snapshot ${made.name} is complete with warnings: ${made.warnings} file(s) could not be read or vanished (listed above and in 'sshvault list --json'); fix or exclude them`,
+      );
+      return ExitCode.warnings;
+    }
     return 0;
   });
 }
@@ -102,6 +110,8 @@ async function pushSnapshot(
   bar.stop();
   for (const w of result.warnings.slice(0, 20)) warn(w);
   if (result.warnings.length > 20) warn(`... and ${result.warnings.length - 20} more`);
+  const exitCode = result.warnings.length ? ExitCode.warnings : ExitCode.ok;
+  if (exitCode) facts.exitCode = exitCode;
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
   debug(`push: rsync finished into ${name}.partial`);
@@ -123,6 +133,7 @@ async function pushSnapshot(
     bytes: result.stats.totalFileSize,
     changedBytes: result.stats.transferredFileSize,
     run: session.runId,
+    ...(result.warnings.length ? { warnings: result.warnings.length, warningPaths: warningPaths(result.warnings) } : {}),
   });
   await writeCatalog(layout.catalog, catalog);
   debug('push: catalog written');
@@ -136,7 +147,7 @@ async function pushSnapshot(
     started: session.started.toISOString(),
     finished: new Date().toISOString(),
     ok: true,
-    exitCode: 0,
+    exitCode,
     engine: session.engine,
     fs: session.o.config.fs,
     changedBytes: result.stats.transferredFileSize,

@@ -10,6 +10,9 @@ export interface CatalogEntry {
   bytes: number;
   changedBytes?: number;
   run?: string;
+  /** Complete with warnings: how many files rsync skipped, and the first of their paths. */
+  warnings?: number;
+  warningPaths?: string[];
 }
 
 export interface Catalog {

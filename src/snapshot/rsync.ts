@@ -1,5 +1,6 @@
 import { ExitCode, SshvaultError } from '../errors.js';
 import { lastLine, run, spawn } from '../exec.js';
+import { rsyncWarnings } from './rsync-warnings.js';
 import { parseProgress2, parseRsyncStats, type RsyncStats } from './rsync-stats.js';
 
 export interface SyncProgress {
@@ -83,11 +84,7 @@ export async function syncSnapshot(o: SyncOptions): Promise<SyncResult> {
   const stderr = child.stderr();
   const noSpace = /No space left on device/.test(stderr);
   if (exitCode === 0 || (exitCode !== undefined && PARTIAL_CODES.has(exitCode) && !noSpace)) {
-    const warnings = stderr
-      .split('\n')
-      .filter((l) => /^(rsync|file has vanished)/.test(l) && !/^rsync error: some files/.test(l))
-      .map((l) => l.trim());
-    return { stats: parseRsyncStats(out), warnings };
+    return { stats: parseRsyncStats(out), warnings: rsyncWarnings(stderr) };
   }
   const why = signal ? `killed by ${signal}` : `exit ${exitCode}`;
   throw new RsyncFailure(`rsync failed (${why}): ${lastLine(stderr)}`, exitCode, noSpace);

@@ -175,6 +175,36 @@ describe('pushes that never change a complete snapshot', () => {
     await sleep(1100);
   });
 
+  it('a file rsync cannot read gives a snapshot complete with warnings, listed, and exit 8', async () => {
+    // A write-only sysfs attribute: the kernel refuses to open it for reading even for root, so rsync exits 23.
+    const unreadable = '/sys/bus/pci/rescan';
+    await initialAttributes();
+    const r = await ws.sv(['push', 'resume', src, unreadable]);
+    expect(r.exitCode, r.stderr).toBe(8);
+    expect(r.stderr).toContain(unreadable);
+    expect(r.stderr).toMatch(/complete with warnings/);
+    const list = JSON.parse((await ws.sv(['list', 'resume', '--json', '--refresh'])).stdout) as {
+      name: string;
+      complete: boolean;
+      warnings?: number;
+      warningPaths?: string[];
+    }[];
+    const newest = list[list.length - 1];
+    expect(newest).toMatchObject({ complete: true, warnings: 1, warningPaths: [unreadable] });
+    expect((await ws.sv(['list', 'resume'])).stdout).toMatch(new RegExp(`${newest.name}.*complete \\(warnings\\)`));
+    // The files it could read are there, seen from outside.
+    const out = await mkdtemp(join(tmpdir(), 'sshvault-warnverify-'));
+    try {
+      await decryptImage(join(remoteDir, 'vault.img'), ws.passphrase, join(out, 'raw'));
+      expect((await debugfsStat(join(out, 'raw'), `/snapshots/${newest.name}${src}/${files.mode}`)).size).toBeGreaterThan(0);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+    const runs = JSON.parse((await ws.sv(['stats', 'resume', '--json'])).stdout).runs as { snapshot?: string; ok: boolean; exitCode: number }[];
+    expect(runs.find((x) => x.snapshot === newest.name)).toMatchObject({ ok: true, exitCode: 8 });
+    await sleep(1100);
+  });
+
   let round = 0;
   for (const how of ['SIGINT', 'link cut'] as const) {
     it(`after a ${how}, mode, owner, xattr and ACL changes reach only the new snapshot`, async () => {
