@@ -10,7 +10,8 @@ import type { VaultSession } from '../stack/session.js';
 import { emptyCatalog, readCatalog, reconcile, upsert, writeCatalog } from '../snapshot/catalog.js';
 import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
 import { writeManifest } from '../snapshot/manifest.js';
-import { newestComplete, nextSnapshotName, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
+import { nextSnapshotName, parseSnapshotDir, snapshotName, type SnapshotRef } from '../snapshot/naming.js';
+import { futureDated, latestComplete, nextSeq } from '../snapshot/order.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
 import { planLinks, removeStalePartials } from '../snapshot/resume.js';
 import { warningPaths } from '../snapshot/rsync-warnings.js';
@@ -79,8 +80,16 @@ async function pushSnapshot(
   }
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
-  const previous = newestComplete(refs);
-  const name = nextSnapshotName(new Date(), refs.map((r) => r.name));
+  const known = await readCatalog(layout.catalog);
+  const previous = latestComplete(refs, known);
+  const now = new Date();
+  const name = nextSnapshotName(now, refs.map((r) => r.name));
+  const ahead = futureDated(refs, now);
+  if (ahead) {
+    warn(
+      `snapshot ${ahead.name} is dated more than a day after this machine's clock (${snapshotName(now)}): a clock was or is wrong. Snapshots are ordered by push, not by name: the newest is ${previous?.name ?? 'none yet'}, and this push (${name}) becomes the latest`,
+    );
+  }
   const target = join(layout.snapshots, `${name}.partial`);
   const links = planLinks(refs, previous, layout.snapshots);
   facts.snapshot = name;
@@ -133,6 +142,7 @@ async function pushSnapshot(
     bytes: result.stats.totalFileSize,
     changedBytes: result.stats.transferredFileSize,
     run: session.runId,
+    seq: nextSeq(onImage),
     ...(result.warnings.length ? { warnings: result.warnings.length, warningPaths: warningPaths(result.warnings) } : {}),
   });
   await writeCatalog(layout.catalog, catalog);

@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { appendFile, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { debugfsStat, debugfsXattrs, decryptImage } from '../helpers/independent
 import { sleep } from '../helpers/proc.js';
 import { startRelay, type Relay } from '../helpers/relay.js';
 import { startSshd, type SshdFixture } from '../helpers/sshd.js';
+import { withMountedPlaintext } from '../helpers/vault.js';
 
 /** ext4's on-disk ACL entry for a named user: tag 2 (ACL_USER), the permission bits, then the uid. */
 function aclUserEntry(uid: number, perm: number): string {
@@ -202,6 +203,54 @@ describe('pushes that never change a complete snapshot', () => {
     }
     const runs = JSON.parse((await ws.sv(['stats', 'resume', '--json'])).stdout).runs as { snapshot?: string; ok: boolean; exitCode: number }[];
     expect(runs.find((x) => x.snapshot === newest.name)).toMatchObject({ ok: true, exitCode: 8 });
+    await sleep(1100);
+  });
+
+  it('a snapshot named by a clock years ahead: the push says so, and latest follows the order of pushes', async () => {
+    await initialAttributes();
+    expectOk(await ws.sv(['push', 'resume']), 'push');
+    const pushed = await newestComplete();
+    await sleep(1100);
+    // As if that push had run with the clock in 2031: its directory, catalog entry and manifest carry that name.
+    const future = '2031-01-01T000000Z';
+    await withMountedPlaintext(join(remoteDir, 'vault.img'), ws.passphrase, async (root) => {
+      await rename(join(root, 'snapshots', pushed), join(root, 'snapshots', future));
+      await rename(join(root, '.sshvault', 'manifests', `${pushed}.sha256.gz`), join(root, '.sshvault', 'manifests', `${future}.sha256.gz`));
+      const file = join(root, '.sshvault', 'catalog.json');
+      const cat = JSON.parse(await readFile(file, 'utf8')) as { snapshots: { name: string; time: string }[] };
+      Object.assign(cat.snapshots.find((e) => e.name === pushed)!, { name: future, time: '2031-01-01T00:00:00.000Z' });
+      await writeFile(file, JSON.stringify(cat));
+    });
+
+    await writeFile(join(src, files.mode), 'changed after the clock was fixed\n');
+    const r = await ws.sv(['push', 'resume']);
+    expectOk(r, 'push after the future-dated one');
+    const warning = new RegExp(`snapshot ${future} is dated more than a day after this machine's clock .* the newest is (\\S+), and this push \\((\\S+)\\) becomes the latest`);
+    expect(r.stderr).toMatch(warning);
+    const [, before, first] = warning.exec(r.stderr)!;
+    expect(before).toBe(future);
+    await sleep(1100);
+    const again = await ws.sv(['push', 'resume']);
+    expectOk(again, 'second push after the future-dated one');
+    expect(again.stderr).toMatch(warning);
+    const [, newest, second] = warning.exec(again.stderr)!;
+    expect(newest).toBe(first);
+
+    const dest = join(scratch, 'latest');
+    expectOk(await ws.sv(['restore', 'resume', `latest:${src}`, dest]), 'restore latest');
+    expect(await readFile(join(dest, files.mode), 'utf8')).toBe('changed after the clock was fixed\n');
+    await rm(dest, { recursive: true });
+    // The second push linked against the first (its run-order predecessor), not against the 2031 one.
+    const out = await mkdtemp(join(tmpdir(), 'sshvault-clockverify-'));
+    try {
+      const raw = join(out, 'raw');
+      await decryptImage(join(remoteDir, 'vault.img'), ws.passphrase, raw);
+      const inode = async (snap: string) => (await debugfsStat(raw, `/snapshots/${snap}${src}/${files.mode}`)).inode;
+      expect(await inode(second!)).toBe(await inode(first));
+      expect(await inode(first)).not.toBe(await inode(future));
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
     await sleep(1100);
   });
 
