@@ -45,6 +45,12 @@ export async function cmdPush(a: PushArgs): Promise<number> {
       meter.begin('sync');
       return pushSnapshot(session, meter, sources, ctx.config.excludes, signal, facts, !a.json);
     });
+    if (run.error && run.value) {
+      // pushSnapshot returns only once the rename and the records are flushed to the remote: only closing failed.
+      await writeCatalog(ctx.paths.catalogFile, run.value);
+      warn(`snapshot ${run.record.snapshot} is complete on the remote; the run failed only while closing`);
+      throw run.error;
+    }
     if (run.error) {
       if (run.record.snapshot) warn(`snapshot ${run.record.snapshot} stays partial; the next push resumes it`);
       throw run.error;
@@ -91,12 +97,14 @@ async function pushSnapshot(
     );
   }
   const target = join(layout.snapshots, `${name}.partial`);
-  const links = planLinks(refs, previous, layout.snapshots);
+  const cutOff = session.fsLayer()!.foundUnclean;
+  const links = planLinks(refs, previous, layout.snapshots, !cutOff);
   facts.snapshot = name;
   await session.stack.assertAlive();
   const resumed = refs.filter((r) => r.partial).pop();
   // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
-  if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
+  if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
+  else if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
   await mkdir(target);
   const bar = new SyncProgressBar(showProgress);
   const sync: SyncOptions = {

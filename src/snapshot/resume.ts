@@ -19,14 +19,17 @@ export interface LinkPlan {
  * owner, ACL or xattr to them in place. The new .partial starts empty and
  * links from the old ones, and rsync links only files equal in content and
  * every attribute it keeps; any other file gets a new inode.
+ * A run that was cut off (the filesystem was not clean) may have left files
+ * whose size and mtime reached the remote but whose data did not: rsync's
+ * quick check would take them as equal, so their partials are not trusted.
  */
-export function planLinks(refs: SnapshotRef[], base: SnapshotRef | undefined, snapshotsDir: string): LinkPlan {
+export function planLinks(refs: SnapshotRef[], base: SnapshotRef | undefined, snapshotsDir: string, trustPartials: boolean): LinkPlan {
   const partials = sortSnapshots(refs.filter((r) => r.partial))
     .reverse()
     .map((r) => join(snapshotsDir, `${r.name}.partial`));
   const room = MAX_LINK_DESTS - (base ? 1 : 0);
   return {
-    linkDests: [...partials.slice(0, room), ...(base ? [join(snapshotsDir, base.name)] : [])],
+    linkDests: [...(trustPartials ? partials.slice(0, room) : []), ...(base ? [join(snapshotsDir, base.name)] : [])],
     stalePartials: partials,
   };
 }

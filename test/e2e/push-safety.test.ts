@@ -3,7 +3,7 @@ import { appendFile, copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rename,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, expectOk, workspace, type Workspace } from '../helpers/cli.js';
+import { BIN, expectOk, workspace, type CliResult, type Workspace } from '../helpers/cli.js';
 import { forceCleanup, leftovers } from '../helpers/cleanup.js';
 import { debugfsStat, debugfsXattrs, decryptImage } from '../helpers/independent.js';
 import { sleep } from '../helpers/proc.js';
@@ -105,6 +105,12 @@ describe('pushes that never change a complete snapshot', () => {
     expectOk(r, 'list');
     const list = JSON.parse(r.stdout) as { name: string; complete: boolean }[];
     return list.filter((s) => s.complete).pop()!.name;
+  }
+
+  /** By name, not by list order: an earlier test leaves a snapshot dated 2031. */
+  function pushedSnapshot(r: CliResult, what: string): string {
+    expectOk(r, what);
+    return (JSON.parse(r.stdout) as { snapshot: string }).snapshot;
   }
 
   const fsMount = () => join(ws.env.XDG_STATE_HOME, 'sshvault', 'resume', 'run', 'fs');
@@ -261,8 +267,7 @@ describe('pushes that never change a complete snapshot', () => {
       await pointAt(sshd.port);
       await initialAttributes();
       await rm(join(src, `z-big-${round - 1}.bin`), { force: true });
-      expectOk(await ws.sv(['push', 'resume']), 'first push');
-      const before = await newestComplete();
+      const before = pushedSnapshot(await ws.sv(['push', 'resume', '--json']), 'first push');
       await sleep(1100);
 
       // New data the interrupted push is still uploading when it is stopped.
@@ -293,8 +298,7 @@ describe('pushes that never change a complete snapshot', () => {
       await changeAttributes();
       await pointAt(sshd.port);
       await sleep(1100);
-      expectOk(await ws.sv(['push', 'resume']), 'resumed push');
-      const after = await newestComplete();
+      const after = pushedSnapshot(await ws.sv(['push', 'resume', '--json']), 'resumed push');
       expect(after).not.toBe(before);
       expect(await leftovers(ws.dir)).toEqual([]);
       await checkFromOutside(before, after);
