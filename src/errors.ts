@@ -8,6 +8,8 @@ export const ExitCode = {
   locked: 5,
   full: 6,
   checkFailed: 7,
+  /** The snapshot is complete, but some files were unreadable or vanished while rsync ran. */
+  warnings: 8,
   /** `status`: the last successful push is older than the vault's maxAge, or there was none. */
   stale: 9,
 } as const;

@@ -35,7 +35,15 @@ export async function cmdList(a: ListArgs): Promise<number> {
 }
 
 function jsonList(c: Catalog) {
-  return c.snapshots.map((s) => ({ name: s.name, time: s.time, complete: s.complete, files: s.files, bytes: s.bytes, ...(s.changedBytes !== undefined ? { changedBytes: s.changedBytes } : {}) }));
+  return c.snapshots.map((s) => ({
+    name: s.name,
+    time: s.time,
+    complete: s.complete,
+    files: s.files,
+    bytes: s.bytes,
+    ...(s.changedBytes !== undefined ? { changedBytes: s.changedBytes } : {}),
+    ...(s.warnings ? { warnings: s.warnings, warningPaths: s.warningPaths ?? [] } : {}),
+  }));
 }
 
 function renderList(c: Catalog, vault: string): string {
@@ -43,7 +51,7 @@ function renderList(c: Catalog, vault: string): string {
   const rows = c.snapshots.map((s) => [
     s.name,
     formatTime(s.time),
-    s.complete ? 'complete' : paint.yellow('partial'),
+    !s.complete ? paint.yellow('partial') : s.warnings ? paint.yellow('complete (warnings)') : 'complete',
     s.files,
     formatBytes(s.bytes),
     s.changedBytes !== undefined ? formatBytes(s.changedBytes) : '-',

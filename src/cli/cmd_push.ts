@@ -3,14 +3,18 @@ import { mkdir, rename, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { cacheRoot, stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
-import { UsageError, VaultFullError } from '../errors.js';
+import { ExitCode, UsageError, VaultFullError } from '../errors.js';
+import { debug } from '../log.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import type { VaultSession } from '../stack/session.js';
 import { emptyCatalog, readCatalog, reconcile, upsert, writeCatalog } from '../snapshot/catalog.js';
 import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
 import { writeManifest } from '../snapshot/manifest.js';
-import { newestComplete, nextSnapshotName, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
+import { nextSnapshotName, parseSnapshotDir, snapshotName, type SnapshotRef } from '../snapshot/naming.js';
+import { futureDated, latestComplete, nextSeq } from '../snapshot/order.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
+import { planLinks, removeStalePartials } from '../snapshot/resume.js';
+import { warningPaths } from '../snapshot/rsync-warnings.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { info, isQuiet, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
@@ -50,6 +54,13 @@ async function push(a: PushArgs, ctx: VaultContext, given: string[], report: (re
       meter.begin('sync');
       return pushSnapshot(session, meter, sources, ctx.config.excludes, signal, facts, !a.json && !isQuiet());
     });
+    if (run.error && run.value) {
+      // pushSnapshot returns only once the rename and the records are flushed to the remote: only closing failed.
+      await writeCatalog(ctx.paths.catalogFile, run.value);
+      report(run.record, renderRunSummary(run.record, run.value));
+      warn(`snapshot ${run.record.snapshot} is complete on the remote; the run failed only while closing`);
+      throw run.error;
+    }
     if (run.error) {
       report(run.record, renderRunSummary(run.record));
       if (run.record.snapshot) warn(`snapshot ${run.record.snapshot} stays partial; the next push resumes it`);
@@ -61,6 +72,13 @@ async function push(a: PushArgs, ctx: VaultContext, given: string[], report: (re
     report(run.record, summary);
     if (a.json) info(JSON.stringify(run.record, null, 2));
     else info(summary);
+    const made = catalog.snapshots.find((s) => s.name === run.record.snapshot);
+    if (made?.warnings) {
+      warn(
+        `snapshot ${made.name} is complete with warnings: ${made.warnings} file(s) could not be read or vanished (listed above and in 'sshvault list --json'); fix or exclude them`,
+      );
+      return ExitCode.warnings;
+    }
     return 0;
   });
 }
@@ -82,24 +100,31 @@ async function pushSnapshot(
   await finishLeftoverDeletions(layout, () => session.stack.assertAlive(), notice);
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
-  const previous = newestComplete(refs);
-  const partial = refs.filter((r) => r.partial).pop();
-  const name = nextSnapshotName(new Date(), dirs);
+  const known = await readCatalog(layout.catalog);
+  const previous = latestComplete(refs, known);
+  const now = new Date();
+  const name = nextSnapshotName(now, dirs);
+  const ahead = futureDated(refs, now);
+  if (ahead) {
+    warn(
+      `snapshot ${ahead.name} is dated more than a day after this machine's clock (${snapshotName(now)}): a clock was or is wrong. Snapshots are ordered by push, not by name: the newest is ${previous?.name ?? 'none yet'}, and this push (${name}) becomes the latest`,
+    );
+  }
   const target = join(layout.snapshots, `${name}.partial`);
+  const cutOff = session.fsLayer()!.foundUnclean;
+  const links = planLinks(refs, previous, layout.snapshots, !cutOff);
   facts.snapshot = name;
   await session.stack.assertAlive();
-  if (partial) {
-    // Resume: what the interrupted run copied is kept; the new name says when the data was really taken.
-    notice(`Resuming the interrupted snapshot ${partial.name} as ${name}.`);
-    await rename(join(layout.snapshots, `${partial.name}.partial`), target);
-  } else {
-    await mkdir(target);
-  }
+  const resumed = refs.filter((r) => r.partial).pop();
+  // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
+  if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
+  else if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
+  await mkdir(target);
   const bar = new SyncProgressBar(showProgress);
   const sync: SyncOptions = {
     sources,
     dest: target,
-    linkDest: previous ? join(layout.snapshots, previous.name) : undefined,
+    linkDests: links.linkDests,
     excludes,
     // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault,
     // nor upload the block cache, a copy of the vault's own ciphertext, with every push.
@@ -117,14 +142,20 @@ async function pushSnapshot(
   bar.stop();
   for (const w of result.warnings.slice(0, 20)) warn(w);
   if (result.warnings.length > 20) warn(`... and ${result.warnings.length - 20} more`);
+  const exitCode = result.warnings.length ? ExitCode.warnings : ExitCode.ok;
+  if (exitCode) facts.exitCode = exitCode;
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
+  debug(`push: rsync finished into ${name}.partial`);
   await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
-  // Complete means on the remote: the image's writes are acknowledged before the remote answers them,
-  // so a write the remote refused (a full disk) shows only once everything below is flushed.
-  await session.fsLayer()!.flush();
+  debug('push: manifest written');
+  // Writes are acknowledged once sent and ext4 without a journal does not order them: only a flush makes the
+  // snapshot's data and inodes safe to call complete, and shows a write the remote refused (a full disk).
+  await flushToRemote(session, 'the snapshot before its rename');
   await session.stack.assertAlive();
   await rename(target, join(layout.snapshots, name));
+  debug(`push: renamed ${name}.partial to ${name}`);
+  await removeStalePartials(links.stalePartials);
 
   const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
   const catalog = upsert(reconcile(onImage, await snapshotDirs(layout)), {
@@ -135,8 +166,11 @@ async function pushSnapshot(
     bytes: result.stats.totalFileSize,
     changedBytes: result.stats.transferredFileSize,
     run: session.runId,
+    seq: nextSeq(onImage),
+    ...(result.warnings.length ? { warnings: result.warnings.length, warningPaths: warningPaths(result.warnings) } : {}),
   });
   await writeCatalog(layout.catalog, catalog);
+  debug('push: catalog written');
   await session.noteSnapshots();
   // The image's copy of the run record knows the phases finished so far; the close phase is only in the local one.
   const done = meter.phases;
@@ -148,7 +182,7 @@ async function pushSnapshot(
     started: session.started.toISOString(),
     finished: new Date().toISOString(),
     ok: true,
-    exitCode: 0,
+    exitCode,
     engine: session.engine,
     fs: session.o.config.fs,
     changedBytes: result.stats.transferredFileSize,
@@ -157,8 +191,20 @@ async function pushSnapshot(
     phases: done,
     rsync: result.stats,
   });
-  await session.fsLayer()!.flush();
+  debug('push: run record written');
+  await flushToRemote(session, 'the rename and the records');
   return catalog;
+}
+
+/**
+ * syncfs of the snapshot filesystem: each layer below passes it down as a
+ * flush, and the lowest one returns only when the remote has answered every
+ * write and synced the image file.
+ */
+async function flushToRemote(session: VaultSession, what: string): Promise<void> {
+  debug(`push: flushing ${what}`);
+  await session.fsLayer()!.flush();
+  debug(`push: flushed ${what}`);
 }
 
 /** Turns an rsync failure into what happened to the user: lost link, full vault, or rsync's own words. */

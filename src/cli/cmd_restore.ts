@@ -8,7 +8,9 @@ import { lastLine, spawn } from '../exec.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
-import { newestComplete, parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
+import { readCatalog } from '../snapshot/catalog.js';
+import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
+import { latestComplete } from '../snapshot/order.js';
 import { parseProgress2, parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
 import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
@@ -38,12 +40,12 @@ export function parseRestoreSpec(spec: string): { snapshot: string; path: string
   return { snapshot, path: posix.resolve('/', path || '/') };
 }
 
-/** The snapshot directory a name stands for: `latest` is the newest complete one; `<name>.partial` rescues from an interrupted push. */
+/** The snapshot directory a name stands for: `latest` is the complete one pushed last; `<name>.partial` rescues from an interrupted push. */
 export async function resolveSnapshot(layout: ImageLayout, wanted: string): Promise<string> {
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   if (wanted === 'latest') {
-    const newest = newestComplete(refs);
+    const newest = latestComplete(refs, await readCatalog(layout.catalog));
     if (!newest) throw new UsageError('the vault has no complete snapshot yet; push one first');
     return newest.name;
   }

@@ -78,6 +78,8 @@ export interface RunFacts {
   changedBytes?: number;
   rsync?: RunRecord['rsync'];
   remoteFreeBytes?: number;
+  /** A run that succeeded with something to report (a snapshot complete with warnings). */
+  exitCode?: number;
 }
 
 export interface MeteredRun<T> {
@@ -182,7 +184,7 @@ export async function meteredSession<T>(
     started: started.toISOString(),
     finished: new Date().toISOString(),
     ok: !error,
-    exitCode: error ? (error instanceof SshvaultError ? error.exitCode : 1) : 0,
+    exitCode: error ? (error instanceof SshvaultError ? error.exitCode : 1) : (facts.exitCode ?? 0),
     ...(error ? { error: error.message } : {}),
     engine: session.engine,
     fs: ctx.config.fs,

@@ -10,6 +10,11 @@ export interface CatalogEntry {
   bytes: number;
   changedBytes?: number;
   run?: string;
+  /** Run order: the n-th snapshot a push completed (names follow a clock that may have been wrong). */
+  seq?: number;
+  /** Complete with warnings: how many files rsync skipped, and the first of their paths. */
+  warnings?: number;
+  warningPaths?: string[];
 }
 
 export interface Catalog {

@@ -1,5 +1,6 @@
 import { ExitCode, SshvaultError } from '../errors.js';
 import { lastLine, run, spawn } from '../exec.js';
+import { rsyncWarnings } from './rsync-warnings.js';
 import { parseProgress2, parseRsyncStats, type RsyncStats } from './rsync-stats.js';
 
 export interface SyncProgress {
@@ -12,7 +13,8 @@ export interface SyncProgress {
 export interface SyncOptions {
   sources: string[];
   dest: string;
-  linkDest?: string;
+  /** Directories rsync hard-links unchanged files from, searched in this order. */
+  linkDests: string[];
   excludes: string[];
   /** Paths never to back up, however the sources are chosen: sshvault's own mounts live there. */
   alwaysExclude: string[];
@@ -49,12 +51,9 @@ function rsyncArgs(o: Omit<SyncOptions, 'signal' | 'onProgress'>): string[] {
     '--whole-file',
     // Absolute source paths are kept under the snapshot, so several sources never collide.
     '--relative',
-    // A resumed .partial snapshot must end up equal to the source, not a superset.
-    '--delete',
-    '--delete-excluded',
     '--stats',
     '--info=progress2',
-    ...(o.linkDest ? [`--link-dest=${o.linkDest}`] : []),
+    ...o.linkDests.map((d) => `--link-dest=${d}`),
     ...o.alwaysExclude.map((p) => `--exclude=${p}`),
     ...o.excludes.map((p) => `--exclude=${p}`),
     ...o.sources,
@@ -85,11 +84,7 @@ export async function syncSnapshot(o: SyncOptions): Promise<SyncResult> {
   const stderr = child.stderr();
   const noSpace = /No space left on device/.test(stderr);
   if (exitCode === 0 || (exitCode !== undefined && PARTIAL_CODES.has(exitCode) && !noSpace)) {
-    const warnings = stderr
-      .split('\n')
-      .filter((l) => /^(rsync|file has vanished)/.test(l) && !/^rsync error: some files/.test(l))
-      .map((l) => l.trim());
-    return { stats: parseRsyncStats(out), warnings };
+    return { stats: parseRsyncStats(out), warnings: rsyncWarnings(stderr) };
   }
   const why = signal ? `killed by ${signal}` : `exit ${exitCode}`;
   throw new RsyncFailure(`rsync failed (${why}): ${lastLine(stderr)}`, exitCode, noSpace);

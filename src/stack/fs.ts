@@ -71,6 +71,8 @@ export async function forcedCheck(device: string, repairUndo?: string): Promise<
 export class FsLayer implements Layer {
   readonly name = 'fs';
   private mounted = false;
+  /** The filesystem was not clean when opened: the run before was cut off and its last writes may be missing. */
+  foundUnclean = false;
 
   constructor(
     private readonly mountpoint: string,
@@ -84,6 +86,7 @@ export class FsLayer implements Layer {
   async open(device: string): Promise<string> {
     const state = await filesystemState(device);
     if (state !== 'clean') {
+      this.foundUnclean = true;
       if (this.readOnly) {
         this.notice(`The vault's filesystem is ${state === 'errors' ? 'marked with errors' : 'not clean'}; mounting it read-only without repair.`);
       } else if (state === 'errors') {

@@ -259,6 +259,7 @@ export class NbdServer {
         return undefined;
       case CMD_FLUSH:
         await this.backend.flush();
+        debug('nbd: flush: the remote has answered every write');
         return undefined;
       default:
         throw refuse(EINVAL);
