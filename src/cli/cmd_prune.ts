@@ -53,8 +53,8 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
       if (meta.vaultId !== ctx.config.vaultId) {
         throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.name}' (${ctx.config.vaultId}); refusing to delete anything`);
       }
-      plan = planPrune(await snapshotDirs(layout), policy);
       const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
+      plan = planPrune(await snapshotDirs(layout), policy, onImage);
       if (a.dryRun) return reconcile(onImage, await snapshotDirs(layout));
       const alive = () => session.stack.assertAlive();
       await finishLeftoverDeletions(layout, alive, notice);

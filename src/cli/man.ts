@@ -15,6 +15,7 @@ const EXIT_CODES: [number | string, string][] = [
   [5, 'the vault is locked by another run'],
   [6, 'the vault, or the remote disk under it, is full'],
   [7, 'check found errors, or the filesystem needs an attended repair'],
+  [8, 'push made a snapshot complete with warnings: some files were unreadable or vanished'],
   [9, 'status: a vault is stale'],
   ['129, 130, 143', 'stopped by SIGHUP, SIGINT, SIGTERM after tearing the stack down'],
 ];

@@ -62,11 +62,6 @@ export function sortSnapshots<T extends { name: string }>(list: T[]): T[] {
   return [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** The snapshot a new one hard-links against: only a complete snapshot is a trustworthy base. */
-export function newestComplete(refs: SnapshotRef[]): SnapshotRef | undefined {
-  return sortSnapshots(refs.filter((r) => !r.partial)).pop();
-}
-
 /**
  * The name for a snapshot taken at `now`. Two pushes within one second would
  * collide, so the later one moves to the next second nobody uses yet.

@@ -1,4 +1,6 @@
-import { newestComplete, parseSnapshotDir, type SnapshotRef } from './naming.js';
+import type { Catalog } from './catalog.js';
+import { parseSnapshotDir, type SnapshotRef } from './naming.js';
+import { latestComplete } from './order.js';
 import { applyRetention, type RetentionPolicy } from './retention.js';
 
 export interface PruneItem {
@@ -16,15 +18,16 @@ export interface PrunePlan {
 
 /**
  * What `prune` keeps: the retention policy decides among complete snapshots
- * (the newest complete one always stays: it is the next push's --link-dest);
+ * (the latest complete one, by push order, always stays: it is the next
+ * push's --link-dest, and a wrong clock must not make another look newest);
  * an interrupted push older than the newest complete snapshot is stale, a
  * newer one is what the next push resumes. Oldest first.
  */
-export function planPrune(dirNames: string[], policy: RetentionPolicy): PrunePlan {
+export function planPrune(dirNames: string[], policy: RetentionPolicy, catalog?: Catalog): PrunePlan {
   const refs = dirNames.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const item = (r: SnapshotRef, reasons: string[]): PruneItem => ({ dir: r.partial ? `${r.name}.partial` : r.name, name: r.name, partial: r.partial, reasons });
   const complete = refs.filter((r) => !r.partial);
-  const newest = newestComplete(refs);
+  const newest = latestComplete(refs, catalog);
   const keep: PruneItem[] = [];
   const remove: PruneItem[] = [];
   if (complete.length) {

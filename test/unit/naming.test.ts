@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { deletingDir, newestComplete, nextSnapshotName, parseDeletingDir, parseSnapshotDir, snapshotName, sortSnapshots } from '../../src/snapshot/naming.js';
+import { latestComplete } from '../../src/snapshot/order.js';
+import { deletingDir, nextSnapshotName, parseDeletingDir, parseSnapshotDir, snapshotName, sortSnapshots } from '../../src/snapshot/naming.js';
 
 describe('snapshotName', () => {
   it('is UTC to the second, without colons', () => {
@@ -71,16 +72,16 @@ describe('sortSnapshots', () => {
   });
 });
 
-describe('newestComplete', () => {
+describe('latestComplete without a catalog: by name', () => {
   const refs = ['2026-11-21T030000Z', '2026-11-23T030000Z.partial', '2026-11-22T030000Z', '2026-11-20T030000Z'].map((d) => parseSnapshotDir(d)!);
 
   it('skips a newer partial snapshot', () => {
-    expect(newestComplete(refs)?.name).toBe('2026-11-22T030000Z');
+    expect(latestComplete(refs, undefined)?.name).toBe('2026-11-22T030000Z');
   });
 
   it('is undefined with no complete snapshot', () => {
-    expect(newestComplete([])).toBeUndefined();
-    expect(newestComplete([parseSnapshotDir('2026-11-23T030000Z.partial')!])).toBeUndefined();
+    expect(latestComplete([], undefined)).toBeUndefined();
+    expect(latestComplete([parseSnapshotDir('2026-11-23T030000Z.partial')!], undefined)).toBeUndefined();
   });
 });
 
@@ -116,7 +117,7 @@ describe('snapshots being deleted', () => {
     expect(parseSnapshotDir('2026-11-22T030000Z.deleting')).toBeNull();
     expect(parseSnapshotDir('2026-11-22T030000Z.partial.deleting')).toBeNull();
     const refs = ['2026-11-21T030000Z', '2026-11-22T030000Z.deleting'].map(parseSnapshotDir).filter((r) => r !== null);
-    expect(newestComplete(refs)?.name).toBe('2026-11-21T030000Z');
+    expect(latestComplete(refs, undefined)?.name).toBe('2026-11-21T030000Z');
   });
 
   it('name the snapshot they were, so its manifest goes with them', () => {
