@@ -170,5 +170,6 @@ describe('link cuts during push', () => {
     const failed = stats.runs.filter((x: { ok: boolean }) => !x.ok);
     expect(failed.length).toBe(results.filter((r) => r.exitCode === 4).length);
     expect(failed.every((x: { upBytes: number; downBytes: number }) => x.upBytes + x.downBytes > 0)).toBe(true);
-  });
+    // Each cut is a push, a recovery push and an independent check of every snapshot: about 15-30 s apiece.
+  }, CUTS * 45_000);
 });
