@@ -13,7 +13,7 @@ async function sha256(file: string): Promise<string> {
 }
 
 /**
- * Issue 3's bad inputs: each gets a one-line message, its exit code, and
+ * Bad inputs: each gets a one-line message, its exit code, and
  * leaves the remote image byte for byte as it was where nothing may be written.
  */
 describe('bad input', () => {

@@ -28,7 +28,7 @@ async function change(src: string): Promise<void> {
 }
 
 /**
- * Issue 5: the block cache makes a push from the machine that pushed last
+ * The block cache makes a push from the machine that pushed last
  * download next to nothing, and a write from anywhere else (another machine,
  * a tool outside sshvault) must never be hidden by it.
  */

@@ -35,7 +35,7 @@ async function ciphertextOffset(v: TestVault, pathInFs: string): Promise<number>
 }
 
 /**
- * Issue 4: `check` runs a forced e2fsck as its own metered phase and exits 7
+ * `check` runs a forced e2fsck as its own metered phase and exits 7
  * on errors; `--verify-data` finds what XTS cannot: a flipped ciphertext byte
  * garbles 16 bytes of plaintext without any error.
  */

@@ -4,27 +4,14 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitForSync } from '../helpers/proc.js';
 import { BIN, expectOk, workspace, type Workspace } from '../helpers/cli.js';
 import { forceCleanup, leftovers } from '../helpers/cleanup.js';
 import { decryptImage } from '../helpers/independent.js';
 import { startSshd, type SshdFixture } from '../helpers/sshd.js';
 
-/** Waits until an rsync of this workspace runs: the push is in its sync phase. */
-async function waitForSync(stateDir: string, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    for (const pid of await readdir('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (argv.startsWith('rsync\0') && argv.includes(stateDir)) return;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('the push never reached its sync phase');
-}
-
 /**
- * Issue 3: signals, SIGKILL and two clients. The stack is always torn down,
+ * Signals, SIGKILL and two clients. The stack is always torn down,
  * by the run itself (SIGINT/SIGTERM/SIGHUP) or by the next command (SIGKILL),
  * and a push after that succeeds.
  */
@@ -195,7 +182,7 @@ describe('signals, crashes and concurrent clients', () => {
     return JSON.parse(await readFile(join(ws.env.XDG_CONFIG_HOME, 'sshvault', 'crash.json'), 'utf8')).vaultId;
   }
 
-  it("Item 8: a lock naming this host with a dead pid but without this machine's identity.", async () => {
+  it("a lock naming this host with a dead pid but without this machine's identity.", async () => {
     const pid = await deadPid();
     const owner = { host: hostname(), pid, vaultId: await vaultId(), started: '2026-01-01T00:00:00.000Z', runId: 'from-elsewhere', command: 'push' };
     const lock = join(remoteDir, 'vault.lock');

@@ -25,7 +25,7 @@ async function opens(image: string, passphrase: string): Promise<boolean> {
 }
 
 /**
- * Issue 4: LUKS key slots through cryptsetup on the image file (no
+ * LUKS key slots through cryptsetup on the image file (no
  * device-mapper needed), never removing the last key that works.
  */
 describe('key add, change, remove, backup-header', () => {

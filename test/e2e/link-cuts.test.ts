@@ -14,7 +14,7 @@ const CUTS = Number(process.env.SSHVAULT_CUTS ?? 20);
 const GIVE_UP_LIMIT_MS = 120_000;
 
 /**
- * Issue 3's fault injection: a relay between client and sshd resets the
+ * Fault injection: a relay between client and sshd resets the
  * connection after N bytes, N spread over every phase of a push. After each
  * cut: exit 4 in time, nothing left mounted, attached or running, every
  * complete snapshot still equal to its source (read without sshvault), and

@@ -26,7 +26,7 @@ const P1 = '2026-02-01T030000Z.partial';
 const P2 = '2026-02-13T030000Z.partial';
 
 /**
- * Issue 4: prune against snapshots with synthetic times. The pushes are real;
+ * Prune against snapshots with synthetic times. The pushes are real;
  * their directories (and manifests) are then renamed inside the encrypted
  * filesystem, outside sshvault, to the times the policy is tested with. What
  * remains is read back with debugfs from an independently decrypted copy.

@@ -19,7 +19,7 @@ async function docBlocks(): Promise<Map<string, string>> {
 }
 
 /**
- * Issue 4: the "Restore without sshvault" commands for a machine without
+ * The "Restore without sshvault" commands for a machine without
  * device-mapper, run as written (only the block that says where the vault is
  * is this test's own), then the result compared with the source.
  */

@@ -1,9 +1,10 @@
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitForSync } from '../helpers/proc.js';
 import { BIN } from '../helpers/cli.js';
 import { compareTrees, decryptImage, rdump } from '../helpers/independent.js';
 import { setupVault, withPlaintext, type TestVault } from '../helpers/vault.js';
@@ -31,20 +32,6 @@ async function debugfsWrite(plain: string, ...requests: string[]): Promise<void>
 
 async function fsState(v: TestVault): Promise<string> {
   return withPlaintext(v.image, v.ws.passphrase, async (plain) => /^Filesystem state:\s*(.*)$/m.exec((await execa('dumpe2fs', ['-h', plain])).stdout)![1]!);
-}
-
-/** Waits until an rsync of this workspace runs: the push is in its sync phase. */
-async function waitForSync(stateDir: string): Promise<void> {
-  const end = Date.now() + 120_000;
-  while (Date.now() < end) {
-    for (const pid of await readdir('/proc')) {
-      if (!/^\d+$/.test(pid)) continue;
-      const argv = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-      if (argv.startsWith('rsync\0') && argv.includes(stateDir)) return;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error('the push never reached its sync phase');
 }
 
 /**
@@ -116,7 +103,7 @@ describe('unattended repair never touches complete snapshots', () => {
     await execa('sh', ['-c', `head -c 200M /dev/urandom > '${big}'`]);
     const push = execa(BIN, ['push', v.name], { env: v.ws.env, reject: false });
     await Promise.race([
-      waitForSync(v.ws.env.XDG_STATE_HOME),
+      waitForSync(v.ws.env.XDG_STATE_HOME, 120_000),
       push.then((r) => {
         throw new Error(`the push ended (exit ${r.exitCode}) before its sync phase: ${String(r.stdout)} ${String(r.stderr)}`);
       }),

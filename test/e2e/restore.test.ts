@@ -17,7 +17,7 @@ interface RunJson {
 }
 
 /**
- * Issue 4: restore from a machine that has nothing but the passphrase and an
+ * Restore from a machine that has nothing but the passphrase and an
  * SSH key, and mount for browsing. What comes back is judged against the
  * source with compareTrees (content, modes, owners, hard links, symlinks,
  * mtimes, xattrs).

@@ -73,7 +73,7 @@ describe('rollback', () => {
   describe.each([
     ['old vault.img and old vault.generation', false],
     ['old vault.img, current vault.generation', true],
-  ])('Item 7: the remote directory is replaced by a copy taken after an earlier push (%s)', (_what, keepGeneration) => {
+  ])('the remote directory is replaced by a copy taken after an earlier push (%s)', (_what, keepGeneration) => {
     let lost: string;
     let kept: string[];
 

@@ -99,3 +99,16 @@ async function waitGone(pids: number[], ms: number): Promise<void> {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/** Waits until an rsync of the given state directory runs: the push is in its sync phase. */
+export async function waitForSync(stateDir: string, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    for (const p of processTable()) {
+      const argv = cmdline(p.pid);
+      if (argv[0] === 'rsync' && argv.join('\0').includes(stateDir)) return;
+    }
+    await sleep(20);
+  }
+  throw new Error('the push never reached its sync phase');
+}
