@@ -235,6 +235,22 @@ describe('help, completion and the man page', () => {
   });
 });
 
+describe('root, said plainly', () => {
+  // A user namespace in which this process is uid 1000: what sshvault sees is a plain user, while the
+  // files it reads (the project, wherever CI cloned it) stay readable as they are to root.
+  const asNobody = (args: string[]) =>
+    execa('unshare', ['--user', '--map-user=1000', '--map-group=1000', process.execPath, BIN, ...args], { env: { ...ws.env, HOME: ws.dir, PATH: process.env.PATH! }, reject: false });
+
+  it('a command that mounts says in one line that it needs root, and doctor says it first', async () => {
+    const push = await asNobody(['push', 'lap']);
+    expect(push.exitCode).toBe(2);
+    expect(push.stderr.trim()).toBe("sshvault: 'sshvault push' needs root: it attaches loop devices and mounts filesystems; run it as root (e.g. sudo sshvault push)");
+    const doctor = await asNobody(['doctor']);
+    expect(doctor.exitCode).toBe(2);
+    expect(doctor.stdout.split('\n')[0]).toMatch(/^root: NO: /);
+  });
+});
+
 describe('stats --plot', () => {
   it('draws a self-contained SVG that parses and renders, one group per run', async () => {
     const dir = join(ws.env.XDG_STATE_HOME, 'sshvault', vault);
