@@ -181,8 +181,9 @@ describe('push hooks', () => {
 });
 
 describe('output', () => {
+  // Without CI in the environment: chalk turns colour off on any terminal inside an unknown CI.
   const pty = (cmd: string, env: Record<string, string> = {}) =>
-    execa('script', ['-q', '-e', '-c', cmd, '/dev/null'], { env: { ...ws.env, TERM: 'xterm-256color', ...env }, reject: false });
+    execa('script', ['-q', '-e', '-c', cmd, '/dev/null'], { env: { ...process.env, CI: undefined, ...ws.env, TERM: 'xterm-256color', ...env }, extendEnv: false, reject: false });
 
   it('no escape codes off a terminal; colour on one, unless NO_COLOR or --no-color', async () => {
     await writeRuns(ws, 4 * 86_400_000);
