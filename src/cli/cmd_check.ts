@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { CheckFailedError } from '../errors.js';
 import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { verifySnapshots, type VerifyResult } from '../snapshot/manifest.js';
+import { ByteProgressBar } from '../ui/progress.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import type { RunRecord } from '../snapshot/runs.js';
 import { FsLayer, forcedCheck, type FsckResult } from '../stack/fs.js';
@@ -64,7 +65,12 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
         ? [await resolveSnapshot(layout, a.verifyData)]
         : (await snapshotDirs(layout)).map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null && !r.partial).map((r) => r.name);
       if (names.length === 1) facts.snapshot = names[0];
-      verify = await verifySnapshots(layout, names);
+      const bar = new ByteProgressBar('verify', !a.json);
+      try {
+        verify = await verifySnapshots(layout, names, { total: (b) => bar.start(b), read: (b) => bar.add(b) });
+      } finally {
+        bar.stop();
+      }
       if (verify.problems.length) {
         throw new CheckFailedError(
           `${verify.problems.length} file(s) no longer match what push stored (listed above): the host's copy is damaged or was altered; do not restore those copies, keep your originals`,

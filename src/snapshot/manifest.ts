@@ -240,14 +240,22 @@ export interface VerifyResult {
   problems: VerifyProblem[];
 }
 
+/** Verification's progress: the bytes it will read (each distinct file once), then each file read. */
+export interface VerifyProgress {
+  total(bytes: number): void;
+  read(bytes: number): void;
+}
+
 /**
  * Re-reads every file a manifest lists and compares its SHA-256. Hard links
  * share an inode, so each distinct file is read over the wire once however
- * many snapshots hold it.
+ * many snapshots hold it. The files are looked up first, so that progress
+ * knows the total to read before the reading starts.
  */
-export async function verifySnapshots(layout: ImageLayout, names: string[], onFile?: (bytes: number) => void): Promise<VerifyResult> {
-  const byInode = new Map<bigint, string>();
+export async function verifySnapshots(layout: ImageLayout, names: string[], progress?: VerifyProgress): Promise<VerifyResult> {
   const result: VerifyResult = { snapshots: [], filesRead: 0, bytesRead: 0, problems: [] };
+  const work: { name: string; shown: string; path: Buffer; hash: string; ino?: bigint; size: number }[] = [];
+  const sizes = new Map<bigint, number>();
   for (const name of names) {
     const entries = await readManifest(manifestPath(manifestsDir(layout), name));
     result.snapshots.push({ name, files: entries?.length ?? 0, manifest: !!entries });
@@ -255,24 +263,34 @@ export async function verifySnapshots(layout: ImageLayout, names: string[], onFi
     const root = join(layout.snapshots, name);
     await mapLimit(entries, 4, async (e) => {
       const path = Buffer.concat([Buffer.from(`${root}/`), e.path]);
-      const shown = `/${e.path.toString('utf8')}`;
       const st = await lstat(path, { bigint: true }).catch(() => undefined);
-      if (!st?.isFile()) {
-        result.problems.push({ snapshot: name, path: shown, problem: 'missing' });
-        return;
-      }
-      let hash = byInode.get(st.ino);
-      if (hash === undefined) {
-        // A read error (EIO from a damaged block) is a finding, not a crash.
-        hash = await sha256File(path).catch(() => '');
-        byInode.set(st.ino, hash);
-        result.filesRead++;
-        result.bytesRead += Number(st.size);
-        onFile?.(Number(st.size));
-      }
-      if (hash !== e.hash) result.problems.push({ snapshot: name, path: shown, problem: hash ? 'content differs' : 'unreadable' });
+      const file = st?.isFile() ? st : undefined;
+      if (file) sizes.set(file.ino, Number(file.size));
+      work.push({ name, shown: `/${e.path.toString('utf8')}`, path, hash: e.hash, ino: file?.ino, size: Number(file?.size ?? 0) });
     });
   }
+  progress?.total([...sizes.values()].reduce((t, n) => t + n, 0));
+  const hashes = new Map<bigint, Promise<string>>();
+  await mapLimit(work, 4, async (w) => {
+    if (w.ino === undefined) {
+      result.problems.push({ snapshot: w.name, path: w.shown, problem: 'missing' });
+      return;
+    }
+    let pending = hashes.get(w.ino);
+    if (!pending) {
+      // A read error (EIO from a damaged block) is a finding, not a crash.
+      pending = sha256File(w.path).catch(() => '');
+      hashes.set(w.ino, pending);
+      const hash = await pending;
+      result.filesRead++;
+      result.bytesRead += w.size;
+      progress?.read(w.size);
+      if (hash !== w.hash) result.problems.push({ snapshot: w.name, path: w.shown, problem: hash ? 'content differs' : 'unreadable' });
+      return;
+    }
+    const hash = await pending;
+    if (hash !== w.hash) result.problems.push({ snapshot: w.name, path: w.shown, problem: hash ? 'content differs' : 'unreadable' });
+  });
   result.problems.sort((a, b) => a.snapshot.localeCompare(b.snapshot) || a.path.localeCompare(b.path));
   return result;
 }

@@ -32,8 +32,49 @@ export class SyncProgressBar {
   }
 }
 
+/**
+ * A phase that knows how many bytes it will read (`check --verify-data`):
+ * a bar with bytes done of the total, rate and ETA, on a terminal only.
+ */
+export class ByteProgressBar {
+  private bar: cliProgress.SingleBar | undefined;
+  private done = 0;
+  private t0 = 0;
+
+  constructor(
+    private readonly label: string,
+    private readonly enabled: boolean,
+  ) {}
+
+  start(total: number): void {
+    if (!this.enabled || !process.stderr.isTTY || isQuiet()) return;
+    this.bar = new cliProgress.SingleBar(
+      {
+        format: `${this.label}  {bar} {percentage}% | {done} of {all} | {rate} | ETA {eta_formatted}`,
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    this.t0 = performance.now();
+    this.bar.start(Math.max(total, 1), 0, { done: formatBytes(0), all: formatBytes(total), rate: '-' });
+  }
+
+  add(bytes: number): void {
+    this.done += bytes;
+    const seconds = (performance.now() - this.t0) / 1000;
+    this.bar?.update(this.done, { done: formatBytes(this.done), rate: seconds > 0 ? `${formatBytes(this.done / seconds)}/s` : '-' });
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
+}
+
 /** Phases that draw a bar of their own, with a total to count towards. */
-const OWN_BAR = new Set(['sync', 'restore']);
+const OWN_BAR = new Set(['sync', 'restore', 'verify']);
 const TICK_MS = 250;
 const QUIET_FIRST_MS = 1000;
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TrafficMeter } from '../../src/remote/traffic.js';
-import { PhaseTicker } from '../../src/ui/progress.js';
+import { ByteProgressBar, PhaseTicker } from '../../src/ui/progress.js';
 
 describe('PhaseTicker', () => {
   let written: string[];
@@ -47,6 +47,41 @@ describe('PhaseTicker', () => {
     const t = new PhaseTicker(meterAt({ name: 'fsck', upBytes: 1, downBytes: 1, ms: 5000 }));
     vi.advanceTimersByTime(1000);
     t.stop();
+    expect(written).toEqual([]);
+  });
+});
+
+describe('ByteProgressBar', () => {
+  let written: string[];
+  let tty: boolean | undefined;
+  beforeEach(() => {
+    written = [];
+    tty = process.stderr.isTTY;
+    process.stderr.isTTY = true;
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+      written.push(String(s));
+      return true;
+    });
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+    process.stderr.isTTY = tty as boolean;
+  });
+
+  it('shows bytes done of the total, the rate and an ETA', () => {
+    const bar = new ByteProgressBar('verify', true);
+    bar.start(4 << 20);
+    bar.add(1 << 20);
+    bar.stop();
+    const text = written.join('');
+    expect(text).toMatch(/verify .* \| 0 B of 4 MiB \| - \| ETA/);
+    expect(text).not.toMatch(/undefined/);
+  });
+
+  it('stays silent for --json, off a terminal', () => {
+    new ByteProgressBar('verify', false).start(10);
+    process.stderr.isTTY = false;
+    new ByteProgressBar('verify', true).start(10);
     expect(written).toEqual([]);
   });
 });
