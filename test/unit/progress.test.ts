@@ -2,23 +2,29 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TrafficMeter } from '../../src/remote/traffic.js';
 import { ByteProgressBar, PhaseTicker } from '../../src/ui/progress.js';
 
+/** What is written to stderr, which claims to be a terminal. */
+let written: string[];
+let tty: boolean | undefined;
+beforeEach(() => {
+  written = [];
+  tty = process.stderr.isTTY;
+  process.stderr.isTTY = true;
+  vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    written.push(String(s));
+    return true;
+  });
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  process.stderr.isTTY = tty as boolean;
+});
+
 describe('PhaseTicker', () => {
-  let written: string[];
-  let tty: boolean | undefined;
   beforeEach(() => {
     vi.useFakeTimers();
-    written = [];
-    tty = process.stderr.isTTY;
-    process.stderr.isTTY = true;
-    vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
-      written.push(String(s));
-      return true;
-    });
   });
   afterEach(() => {
-    vi.restoreAllMocks();
     vi.useRealTimers();
-    process.stderr.isTTY = tty as boolean;
   });
 
   const meterAt = (live: ReturnType<TrafficMeter['live']>) => ({ live: () => live }) as unknown as TrafficMeter;
@@ -52,22 +58,6 @@ describe('PhaseTicker', () => {
 });
 
 describe('ByteProgressBar', () => {
-  let written: string[];
-  let tty: boolean | undefined;
-  beforeEach(() => {
-    written = [];
-    tty = process.stderr.isTTY;
-    process.stderr.isTTY = true;
-    vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
-      written.push(String(s));
-      return true;
-    });
-  });
-  afterEach(() => {
-    vi.restoreAllMocks();
-    process.stderr.isTTY = tty as boolean;
-  });
-
   it('shows bytes done of the total, the rate and an ETA', () => {
     const bar = new ByteProgressBar('verify', true);
     bar.start(4 << 20);
