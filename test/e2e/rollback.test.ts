@@ -1,6 +1,6 @@
 import { execa } from 'execa';
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
 import { forceCleanup } from '../helpers/cleanup.js';
@@ -127,6 +127,10 @@ describe('rollback', () => {
   it('a push and a prune from another machine are taken as they are: its counter is ahead', async () => {
     other = await workspace(v.ws.passphrase);
     await cp(v.ws.env.XDG_CONFIG_HOME, other.env.XDG_CONFIG_HOME, { recursive: true });
+    // Set up as the README says: the config and a copy of the LUKS header backup, nothing else.
+    const header = (ws: { env: Record<string, string> }) => join(ws.env.XDG_STATE_HOME, 'sshvault', v.name, 'luks-header.img');
+    await mkdir(dirname(header(other)), { recursive: true, mode: 0o700 });
+    await cp(header(v.ws), header(other));
     await change();
     expectOk(await other.sv(['push', v.name]), 'push from the other machine');
     await sleep(1100);
