@@ -114,10 +114,11 @@ describe('a full remote disk', () => {
       await mkdir(mnt);
       await execa('mount', ['-o', 'ro,loop,noload', raw, mnt]);
       try {
+        // The new snapshot is partial, or not there at all when the remote refused its directory too.
         const names = (await readdir(join(mnt, 'snapshots'))).sort();
-        expect(names).toHaveLength(2);
         expect(names[0]).toBe(first);
-        expect(names[1]).toMatch(/\.partial$/);
+        expect(names.slice(1).every((n) => n.endsWith('.partial'))).toBe(true);
+        expect(names.length).toBeLessThanOrEqual(2);
         expect(await compareTrees(v.src, join(mnt, 'snapshots', first, v.src))).toEqual([]);
       } finally {
         await execa('umount', [mnt]);
