@@ -1,5 +1,5 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { CheckFailedError } from '../errors.js';
 import type { ImageLayout } from './layout.js';
 import { parseSnapshotDir } from './naming.js';
@@ -43,8 +43,55 @@ export async function readImageSequence(layout: ImageLayout): Promise<SequenceMa
   return mark;
 }
 
+/** Room for the JSON of a mark, padded: every update rewrites the same bytes of the same block. */
+const MARK_BYTES = 256;
+
+/**
+ * Overwrites the counter in place and fsyncs it. A rename would allocate a new
+ * inode and rewrite the directory, and ext without a journal orders none of
+ * that: a cut could land the directory entry without its inode, and the
+ * repair would then drop the counter, which reads as a rollback
+ * (docs/design.md, "Trusting the host"). In place, a cut leaves the old
+ * record or the new one.
+ */
 export async function writeImageSequence(layout: ImageLayout, mark: SequenceMark): Promise<void> {
-  await replaceFile(sequenceFile(layout), JSON.stringify(mark) + '\n');
+  const text = JSON.stringify(mark);
+  if (text.length >= MARK_BYTES) throw new Error(`write counter record too long (${text.length} bytes)`);
+  const record = Buffer.alloc(MARK_BYTES, ' ');
+  record.write(text);
+  record[MARK_BYTES - 1] = 0x0a;
+  const file = sequenceFile(layout);
+  const handle = await open(file, 'r+').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (!handle) return createDurably(file, record);
+  try {
+    await handle.write(record, 0, MARK_BYTES, 0);
+    await handle.truncate(MARK_BYTES);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The first counter of an image: written whole and synced, then named, then the name synced. */
+async function createDurably(file: string, record: Buffer): Promise<void> {
+  const tmp = `${file}.tmp`;
+  const handle = await open(tmp, 'w', 0o600);
+  try {
+    await handle.write(record);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  const dir = await open(dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
 export async function readLocalSequence(file: string): Promise<LocalSequence | undefined> {
