@@ -329,10 +329,21 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
   }
 
   let refusal: Error | undefined;
+  let verified: Buffer | undefined;
   const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void) => {
+    // A re-key shows the key again. ssh2 stops queueing outgoing packets once the
+    // server's NEWKEYS arrives; if our NEWKEYS waits for an asynchronous answer,
+    // packets sent in between go out under the old keys and the server drops the
+    // connection as corrupted. The key of this connection is known by then: answer at once.
+    if (verified) {
+      if (!blob.equals(verified)) refusal = new AuthError(`the host key of ${target} changed during the connection; the run stops`);
+      verify(blob.equals(verified));
+      return;
+    }
     trust.check(blob).then(
       (refused) => {
         if (refused) refusal = refused;
+        else verified = Buffer.from(blob);
         verify(!refused);
       },
       (e: Error) => {

@@ -24,6 +24,8 @@ export interface SshdOptions {
    * that applies the modes clients send as they are.
    */
   sftpSubsystem?: (dir: string) => string;
+  /** sshd_config lines placed before the fixture's own (sshd keeps the first value), e.g. `RekeyLimit 256K` for a server that re-keys often. */
+  extraConfig?: string;
 }
 
 export interface SshdFixture {
@@ -116,7 +118,8 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdFixture> {
         .replaceAll('{{PID_FILE}}', join(dir, 'sshd.pid'))
         .replaceAll('{{AUTHORIZED_KEYS}}', authorizedKeys)
         .replaceAll('{{SFTP_SUBSYSTEM}}', opts.sftpSubsystem?.(dir) ?? opts.sftpServer ?? 'internal-sftp')
-        .replaceAll('{{SFTP_ONLY}}', opts.sftpOnly ? 'ForceCommand internal-sftp\nDisableForwarding yes\nPermitTTY no' : '');
+        .replaceAll('{{SFTP_ONLY}}', opts.sftpOnly ? 'ForceCommand internal-sftp\nDisableForwarding yes\nPermitTTY no' : '')
+        .replaceAll('{{EXTRA}}', opts.extraConfig ?? '');
       await writeFile(config, text, { mode: 0o600 });
       const r = await launch(config, logPath, port);
       if ('child' in r) started = { child: r.child, port };
