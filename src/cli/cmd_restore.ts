@@ -16,17 +16,30 @@ import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
 import { entryInSnapshot } from './restore-path.js';
+import { action } from './action.js';
+import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface RestoreArgs extends GlobalArgs {
-  args: string[];
-  force?: boolean;
-  remote?: string;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  sshOptions(
+    y
+      .positional('args', { type: 'string', array: true, demandOption: true, describe: 'snapshot is latest or a name from list; path is the absolute source path' })
+      .option('force', { type: 'boolean', describe: 'restore into a non-empty directory, overwriting files of the same name' })
+      .option('remote', { type: 'string', describe: 'without local config (the machine is gone): where the vault is, as given to init' }),
+    'with --remote: ',
+  )
+    .example('$0 restore latest:/home/me/docs ~/docs.restored', 'one directory from the newest snapshot')
+    .example('$0 restore --remote me@host:backup --identity key 2026-11-22T030000Z /mnt/new', 'a whole snapshot, on a machine without sshvault state');
+
+type RestoreArgs = ArgsOf<typeof builder>;
+
+export const restoreCommand: CommandOf<typeof builder> = {
+  command: 'restore <args..>',
+  describe: 'copy a snapshot, or a path in it, back: [<vault>] <snapshot>[:<path>] <dest>',
+  builder,
+  handler: action('restore', cmdRestore, { root: true }),
+};
 
 /** `<snapshot>[:<path>]`: snapshot names hold no colon, so the first one splits. */
 export function parseRestoreSpec(spec: string): { snapshot: string; path: string } {
