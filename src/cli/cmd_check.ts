@@ -10,7 +10,7 @@ import { undoRepair } from '../stack/fs-repair.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { resolveSnapshot } from './cmd_restore.js';
+import { resolveSnapshot } from '../snapshot/resolve.js';
 import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';

@@ -14,7 +14,7 @@ import { waitUntil } from '../stack/mounts.js';
 import { info, notice } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { resolveSnapshot } from './cmd_restore.js';
+import { resolveSnapshot } from '../snapshot/resolve.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
 import { mountLogFile, readMountRecord, removeMountRecord, writeMountRecord } from './mount-record.js';
 import { action } from './action.js';

@@ -7,10 +7,8 @@ import { ExitCode, SshvaultError, UsageError } from '../errors.js';
 import { lastLine, spawn } from '../exec.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
-import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
-import { readCatalog } from '../snapshot/catalog.js';
-import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
-import { latestComplete } from '../snapshot/order.js';
+import { imageLayout, readVaultMeta } from '../snapshot/layout.js';
+import { resolveSnapshot } from '../snapshot/resolve.js';
 import { parseProgress2, parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
 import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
@@ -51,22 +49,6 @@ export function parseRestoreSpec(spec: string): { snapshot: string; path: string
   if (path.split('/').includes('..')) throw new UsageError(`${path} contains '..'; name the path inside the snapshot without it`);
   // Paths in a snapshot are the absolute source paths (push uses rsync --relative).
   return { snapshot, path: posix.resolve('/', path || '/') };
-}
-
-/** The snapshot directory a name stands for: `latest` is the complete one pushed last; `<name>.partial` rescues from an interrupted push. */
-export async function resolveSnapshot(layout: ImageLayout, wanted: string): Promise<string> {
-  const dirs = await snapshotDirs(layout);
-  const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
-  if (wanted === 'latest') {
-    const newest = latestComplete(refs, await readCatalog(layout.catalog));
-    if (!newest) throw new UsageError('the vault has no complete snapshot yet; push one first');
-    return newest.name;
-  }
-  if (dirs.includes(wanted) && parseSnapshotDir(wanted)) return wanted;
-  if (dirs.includes(`${wanted}.partial`)) {
-    throw new UsageError(`snapshot ${wanted} is partial (its push was interrupted); name it ${wanted}.partial to restore from it anyway`);
-  }
-  throw new UsageError(`the vault has no snapshot '${wanted}'; 'sshvault list --refresh' shows them`);
 }
 
 /**
