@@ -15,6 +15,7 @@ import { writeImageSequence } from '../snapshot/sequence.js';
 import { info } from '../ui/console.js';
 import { formatBytes, parseSize } from '../ui/format.js';
 import { renderRunsTable, DEFAULT_LINK } from '../ui/runs-view.js';
+import { IMAGE_FILE } from '../remote/layout.js';
 import { exclusive, meteredSession, passphraseFor } from './common.js';
 import { join } from 'node:path';
 import { action } from './action.js';
@@ -73,7 +74,7 @@ export async function cmdInit(a: InitArgs): Promise<number> {
     name,
     vaultId: randomUUID(),
     remote: a.remote,
-    image: 'vault.img',
+    image: IMAGE_FILE,
     size,
     fs: a.fs,
     engine: a.engine,

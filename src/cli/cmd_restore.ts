@@ -14,6 +14,7 @@ import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { IMAGE_FILE } from '../remote/layout.js';
 import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
 import { entryInSnapshot } from './restore-path.js';
 import { action } from './action.js';
@@ -67,7 +68,7 @@ function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
     name,
     vaultId: 'unknown (restore from flags)',
     remote: a.remote!,
-    image: 'vault.img',
+    image: IMAGE_FILE,
     size: 0,
     // The ext4 driver mounts ext2 too, and a read-only mount needs no more than that.
     fs: 'ext4',

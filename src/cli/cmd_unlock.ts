@@ -1,7 +1,7 @@
 import { UsageError } from '../errors.js';
 import { connect } from '../remote/connection.js';
 import { breakLock, breakReaders, describeOwner } from '../remote/lock.js';
-import { sftpFiles } from '../remote/remote-files.js';
+import { sftpDir } from '../remote/remote-dir.js';
 import { parseRemote } from '../remote/url.js';
 import { info } from '../ui/console.js';
 import { openContext } from './common.js';
@@ -32,7 +32,7 @@ export async function cmdUnlock(a: UnlockArgs): Promise<number> {
     requestTimeoutSeconds: ctx.config.requestTimeoutSeconds,
   });
   try {
-    const files = sftpFiles(await conn.sftp());
+    const files = sftpDir(await conn.sftp());
     const holder = await breakLock(files, remote.dir);
     const readers = await breakReaders(files, remote.dir);
     if (holder === undefined && !readers.length) info(`Vault '${ctx.name}' was not locked.`);
