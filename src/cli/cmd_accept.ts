@@ -4,11 +4,20 @@ import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js'
 import { readImageSequence, readLocalSequence } from '../snapshot/sequence.js';
 import { info } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface AcceptArgs extends GlobalArgs {
-  vault?: string;
-}
+const builder = (y: CommandArgv) => vaultArg(y).example('$0 accept-remote laptop', "after looking into why the remote is older than this machine's view");
+
+type AcceptArgs = ArgsOf<typeof builder>;
+
+export const acceptCommand: CommandOf<typeof builder> = {
+  command: 'accept-remote [vault]',
+  describe: "after a refused rollback, take the remote's snapshots and write counter as they are",
+  builder,
+  handler: action('accept-remote', cmdAccept, { root: true }),
+};
 
 /**
  * `accept-remote [<vault>]`: after a refused rollback, the user has looked

@@ -10,17 +10,28 @@ import { undoRepair } from '../stack/fs-repair.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { resolveSnapshot } from './cmd_restore.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+import { resolveSnapshot } from '../snapshot/resolve.js';
+import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface CheckArgs extends GlobalArgs {
-  vault?: string;
-  repair?: boolean;
-  /** Roll the last `--repair` back with its kept undo file. */
-  undoRepair?: boolean;
-  /** A snapshot, or '' for every complete snapshot. */
-  verifyData?: string;
-}
+const builder = (y: CommandArgv) =>
+  vaultArg(y)
+    .option('repair', { type: 'boolean', describe: 'fix errors (e2fsck -fy), keeping a local undo file; takes the write lock' })
+    .option('undo-repair', { type: 'boolean', conflicts: ['repair', 'verify-data'], describe: 'roll the last --repair back with its undo file, if nothing wrote to the vault since' })
+    // A snapshot, or '' (the flag without a value) for every complete snapshot.
+    .option('verify-data', { type: 'string', describe: 're-read files and compare with the SHA-256 manifest of push: one snapshot, or all when no value is given' })
+    .example('$0 check --verify-data latest', 'every file of the newest snapshot against its checksum')
+    .example('$0 check --repair', 'fix what check found; prints how to roll the repair back');
+
+type CheckArgs = ArgsOf<typeof builder>;
+
+export const checkCommand: CommandOf<typeof builder> = {
+  command: 'check [vault]',
+  describe: "forced e2fsck of the vault's filesystem; exit 7 on errors",
+  builder,
+  handler: action('check', cmdCheck, { root: true }),
+};
 
 /** e2fsck's findings without its progress chatter: the lines a user needs to see what is wrong. */
 function findings(output: string): string[] {

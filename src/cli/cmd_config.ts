@@ -4,12 +4,24 @@ import { DEFAULT_CACHE_BYTES, DEFAULT_MAX_AGE } from '../config/vault-config.js'
 import { requestTimeoutSeconds } from '../remote/stall-watch.js';
 import { info } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
-import { openContext, type GlobalArgs } from './common.js';
+import { openContext } from './common.js';
+import { action } from './action.js';
+import { type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface ConfigArgs extends GlobalArgs {
-  action: 'show';
-  vault?: string;
-}
+const builder = (y: CommandArgv) =>
+  y
+    .positional('action', { choices: ['show'] as const, demandOption: true })
+    .positional('vault', { type: 'string', describe: 'vault name (optional when only one is configured)' })
+    .example('$0 config show laptop', 'the config with its defaults filled in');
+
+type ConfigArgs = ArgsOf<typeof builder>;
+
+export const configCommand: CommandOf<typeof builder> = {
+  command: 'config <action> [vault]',
+  describe: "the vault's effective configuration, and where its passphrase comes from (never the passphrase)",
+  builder,
+  handler: action('config', cmdConfig),
+};
 
 /**
  * `sshvault config show`: the configuration a run would use, defaults filled

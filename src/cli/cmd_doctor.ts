@@ -4,8 +4,9 @@ import { succeeds } from '../exec.js';
 import { chooseEngine, deviceMapperStatus } from '../stack/engine.js';
 import { info } from '../ui/console.js';
 import { renderTable } from '../ui/table.js';
-import type { GlobalArgs } from './common.js';
 import { isRoot } from './root.js';
+import { action } from './action.js';
+import { type CommandArgv, type CommandOf, type GlobalArgs } from './options.js';
 
 const TOOLS: [string, string, string][] = [
   ['ssh', 'openssh-client', 'ssh -G reads your OpenSSH config'],
@@ -20,6 +21,15 @@ const TOOLS: [string, string, string][] = [
   ['e2fsck', 'e2fsprogs', 'filesystem checks'],
   ['rsync', 'rsync', 'snapshots'],
 ];
+
+const builder = (y: CommandArgv) => y.example('$0 doctor', 'what this machine lacks');
+
+export const doctorCommand: CommandOf<typeof builder> = {
+  command: 'doctor',
+  describe: 'check this machine: root, engine, tools, FUSE',
+  builder,
+  handler: action('doctor', cmdDoctor, { staleWarning: false }),
+};
 
 /** `sshvault doctor`: which engine this machine uses and why, and what is missing. */
 export async function cmdDoctor(a: GlobalArgs): Promise<number> {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { vaultPaths } from '../config/paths.js';
 import { checkVaultDirs } from '../config/private-dirs.js';
-import { checkVaultName, saveConfig, type EngineChoice, type FsType, type VaultConfig } from '../config/vault-config.js';
+import { checkVaultName, saveConfig, type VaultConfig } from '../config/vault-config.js';
 import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
@@ -15,22 +15,34 @@ import { writeImageSequence } from '../snapshot/sequence.js';
 import { info } from '../ui/console.js';
 import { formatBytes, parseSize } from '../ui/format.js';
 import { renderRunsTable, DEFAULT_LINK } from '../ui/runs-view.js';
-import { exclusive, meteredSession, passphraseFor, type GlobalArgs } from './common.js';
+import { IMAGE_FILE } from '../remote/layout.js';
+import { exclusive, meteredSession, passphraseFor } from './common.js';
 import { join } from 'node:path';
+import { action } from './action.js';
+import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface InitArgs extends GlobalArgs {
-  vault: string;
-  remote: string;
-  size: string;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
-  source?: string[];
-  exclude?: string[];
-  engine: EngineChoice;
-  fs: FsType;
-  preallocate?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  sshOptions(
+    y
+      .positional('vault', { type: 'string', demandOption: true })
+      .option('remote', { type: 'string', demandOption: true, describe: 'ssh://[user@]host[:port]/abs/dir or [user@]host:dir' })
+      .option('size', { type: 'string', demandOption: true, describe: 'image size, e.g. 20G' }),
+  )
+    .option('source', { type: 'string', array: true, describe: 'path to back up (repeatable)' })
+    .option('exclude', { type: 'string', array: true, describe: 'rsync exclude pattern (repeatable)' })
+    .option('engine', { choices: ['auto', 'kernel', 'userspace'] as const, default: 'auto' as const })
+    .option('fs', { choices: ['ext4', 'ext2'] as const, default: 'ext4' as const, describe: 'ext4 without journal, or ext2' })
+    .option('preallocate', { type: 'boolean', describe: 'write every byte of the image now (uploads its full size)' })
+    .example('$0 init laptop --remote ssh://me@box.example.net/srv/backup --size 200G --source /home/me --passphrase-command "pass show backup"', 'a 200 GiB vault for /home/me');
+
+type InitArgs = ArgsOf<typeof builder>;
+
+export const initCommand: CommandOf<typeof builder> = {
+  command: 'init <vault>',
+  describe: 'create a vault: a LUKS image on the remote with a filesystem inside',
+  builder,
+  handler: action('init', cmdInit, { root: true, staleWarning: false }),
+};
 
 /** LUKS1 with a 512-bit key puts the payload at 2 MiB; below this there is no room for a useful filesystem. */
 const MIN_SIZE = 64 * 1024 * 1024;
@@ -62,7 +74,7 @@ export async function cmdInit(a: InitArgs): Promise<number> {
     name,
     vaultId: randomUUID(),
     remote: a.remote,
-    image: 'vault.img',
+    image: IMAGE_FILE,
     size,
     fs: a.fs,
     engine: a.engine,

@@ -6,17 +6,27 @@ import { AuthError, UsageError } from '../errors.js';
 import { activeSlots, backupPhdr, luksAddKey, luksChangeKey, luksHeaderBackup, luksKillSlot, phdrUuid, slotOf } from '../stack/luks.js';
 import { info, notice } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { action } from './action.js';
+import { type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export type KeyAction = 'add' | 'change' | 'remove' | 'backup-header';
+const builder = (y: CommandArgv) =>
+  y
+    .positional('action', { choices: ['add', 'change', 'remove', 'backup-header'] as const, demandOption: true })
+    .positional('vault', { type: 'string', describe: 'vault name (optional when only one is configured)' })
+    .option('new-passphrase-file', { type: 'string', describe: 'add/change: read the new passphrase from this file' })
+    .option('new-passphrase-command', { type: 'string', describe: 'add/change: run this command for the new passphrase' })
+    .option('slot', { type: 'number', describe: 'remove: the key slot to wipe (authorise with a passphrase that stays)' })
+    .example('$0 key add --new-passphrase-file ~/second-key', 'a second passphrase, e.g. for a safe');
 
-export interface KeyArgs extends GlobalArgs {
-  action: KeyAction;
-  vault?: string;
-  newPassphraseFile?: string;
-  newPassphraseCommand?: string;
-  slot?: number;
-}
+type KeyArgs = ArgsOf<typeof builder>;
+
+export const keyCommand: CommandOf<typeof builder> = {
+  command: 'key <action> [vault]',
+  describe: 'LUKS passphrases: add, change, remove (never the last) and back up the header',
+  builder,
+  handler: action('key', cmdKey, { root: true }),
+};
 
 /**
  * `cryptsetup luksHeaderBackup` refuses to overwrite, so a new backup is

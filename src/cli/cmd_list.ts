@@ -5,12 +5,21 @@ import { info } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { renderTable } from '../ui/table.js';
 import { formatTime } from '../ui/time.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface ListArgs extends GlobalArgs {
-  vault?: string;
-  refresh?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  vaultArg(y).option('refresh', { type: 'boolean', describe: 're-read the catalog from the image' }).example('$0 list --refresh', 'the snapshots as the image has them');
+
+type ListArgs = ArgsOf<typeof builder>;
+
+export const listCommand: CommandOf<typeof builder> = {
+  command: 'list [vault]',
+  describe: 'list snapshots',
+  builder,
+  handler: action('list', cmdList, { root: (argv) => !!argv.refresh }),
+};
 
 export async function cmdList(a: ListArgs): Promise<number> {
   const ctx = await openContext(a.vault);

@@ -14,20 +14,39 @@ import { waitUntil } from '../stack/mounts.js';
 import { info, notice } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { resolveSnapshot } from './cmd_restore.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
+import { resolveSnapshot } from '../snapshot/resolve.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
 import { mountLogFile, readMountRecord, removeMountRecord, writeMountRecord } from './mount-record.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface MountArgs extends GlobalArgs {
-  args: string[];
-  foreground?: boolean;
-  /** Internal: how the background process gets the passphrase from the command that started it. */
-  passphraseStdin?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  y
+    .positional('args', { type: 'string', array: true, demandOption: true, describe: 'without a snapshot, all of them appear as directories' })
+    .option('foreground', { type: 'boolean', describe: 'stay in the foreground until Ctrl-C instead of in the background' })
+    // How the background process gets the passphrase from the command that started it.
+    .option('passphrase-stdin', { type: 'boolean', hidden: true })
+    .example('$0 mount /mnt/vault', 'every snapshot under /mnt/vault until sshvault umount');
 
-export interface UmountArgs extends GlobalArgs {
-  vault?: string;
-}
+type MountArgs = ArgsOf<typeof builder>;
+
+export const mountCommand: CommandOf<typeof builder> = {
+  command: 'mount <args..>',
+  describe: 'browse snapshots read-only until umount: [<vault>] [<snapshot>] <mountpoint>',
+  builder,
+  handler: action('mount', cmdMount, { root: true }),
+};
+
+const umountBuilder = (y: CommandArgv) => vaultArg(y).example('$0 umount', 'end the mount of the only vault');
+
+type UmountArgs = ArgsOf<typeof umountBuilder>;
+
+export const umountCommand: CommandOf<typeof umountBuilder> = {
+  command: 'umount [vault]',
+  describe: 'unmount what sshvault mount mounted',
+  builder: umountBuilder,
+  handler: action('umount', cmdUmount, { root: true }),
+};
 
 /** How often the background process looks whether someone unmounted its mountpoint by hand. */
 const WATCH_MS = 2000;

@@ -9,18 +9,29 @@ import { appendRun } from '../snapshot/runs.js';
 import { info, notice } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
 import { renderTable } from '../ui/table.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface PruneArgs extends GlobalArgs {
-  vault?: string;
-  keepLast?: number;
-  keepHourly?: number;
-  keepDaily?: number;
-  keepWeekly?: number;
-  keepMonthly?: number;
-  keepYearly?: number;
-  dryRun?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  vaultArg(y)
+    .option('keep-last', { type: 'number', describe: 'keep the N newest snapshots' })
+    .option('keep-hourly', { type: 'number', describe: 'keep the newest snapshot of each of the last N hours that have one' })
+    .option('keep-daily', { type: 'number', describe: 'the same per day' })
+    .option('keep-weekly', { type: 'number', describe: 'the same per ISO week' })
+    .option('keep-monthly', { type: 'number', describe: 'the same per month' })
+    .option('keep-yearly', { type: 'number', describe: 'the same per year' })
+    .option('dry-run', { type: 'boolean', describe: 'say what would be removed, change nothing' })
+    .example('$0 prune --keep-daily 7 --keep-weekly 4 --dry-run', 'what a week of dailies and a month of weeklies would keep');
+
+type PruneArgs = ArgsOf<typeof builder>;
+
+export const pruneCommand: CommandOf<typeof builder> = {
+  command: 'prune [vault]',
+  describe: 'remove snapshots the retention policy does not keep (restic-style rules)',
+  builder,
+  handler: action('prune', cmdPrune, { root: true }),
+};
 
 /** Rules given on the command line replace the vault's configured ones as a whole, as with restic's forget. */
 function policyFrom(a: PruneArgs, configured: RetentionPolicy | undefined): RetentionPolicy {

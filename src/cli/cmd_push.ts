@@ -19,16 +19,29 @@ import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { info, isQuiet, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type RunFacts, type VaultContext } from './common.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type RunFacts, type VaultContext } from './common.js';
 import { withHooks } from './hooks.js';
 import { renderRunSummary } from '../ui/runs-view.js';
 import { finishLeftoverDeletions } from '../snapshot/deleting.js';
+import { action } from './action.js';
+import { type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface PushArgs extends GlobalArgs {
-  args: string[];
-  onSuccess?: string;
-  onFailure?: string;
-}
+const builder = (y: CommandArgv) =>
+  y
+    .positional('args', { type: 'string', array: true, default: [] })
+    .option('on-success', { type: 'string', describe: "shell command run after a successful push: the summary on stdin, SSHVAULT_* variables (see README)" })
+    .option('on-failure', { type: 'string', describe: 'shell command run after a failed push, likewise' })
+    .example('$0 push', 'a snapshot of the configured sources of the only vault')
+    .example("$0 push laptop --on-failure 'mail -s \"backup failed\" me@example.org'", 'mail the summary when it fails');
+
+type PushArgs = ArgsOf<typeof builder>;
+
+export const pushCommand: CommandOf<typeof builder> = {
+  command: 'push [args..]',
+  describe: 'back up: a new snapshot of the sources ([<vault>] [PATH ...])',
+  builder,
+  handler: action('push', cmdPush, { root: true }),
+};
 
 /** `push [<vault>] [PATH ...]`: the first word is the vault if such a vault exists, else a path. */
 async function splitArgs(words: string[]): Promise<{ vault?: string; paths: string[] }> {

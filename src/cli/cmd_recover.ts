@@ -4,12 +4,20 @@ import { listVaults, resolveVaultName } from '../config/vault-config.js';
 import { recoverLeftovers } from '../stack/recovery.js';
 import { RunLock } from '../stack/run-lock.js';
 import { info } from '../ui/console.js';
-import type { GlobalArgs } from './common.js';
 import { releaseStaleMount } from './mount-record.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface RecoverArgs extends GlobalArgs {
-  vault?: string;
-}
+const builder = (y: CommandArgv) => vaultArg(y).example('$0 recover', 'after a crash or kill -9');
+
+type RecoverArgs = ArgsOf<typeof builder>;
+
+export const recoverCommand: CommandOf<typeof builder> = {
+  command: 'recover [vault]',
+  describe: 'tear down what a killed run left behind',
+  builder,
+  handler: action('recover', cmdRecover, { root: true }),
+};
 
 /**
  * `sshvault recover`: tears down what a killed run left (mounts, loop and

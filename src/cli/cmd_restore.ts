@@ -7,26 +7,38 @@ import { ExitCode, SshvaultError, UsageError } from '../errors.js';
 import { lastLine, spawn } from '../exec.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
-import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
-import { readCatalog } from '../snapshot/catalog.js';
-import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
-import { latestComplete } from '../snapshot/order.js';
+import { imageLayout, readVaultMeta } from '../snapshot/layout.js';
+import { resolveSnapshot } from '../snapshot/resolve.js';
 import { parseProgress2, parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
 import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
+import { IMAGE_FILE } from '../remote/layout.js';
+import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
 import { entryInSnapshot } from './restore-path.js';
+import { action } from './action.js';
+import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface RestoreArgs extends GlobalArgs {
-  args: string[];
-  force?: boolean;
-  remote?: string;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  sshOptions(
+    y
+      .positional('args', { type: 'string', array: true, demandOption: true, describe: 'snapshot is latest or a name from list; path is the absolute source path' })
+      .option('force', { type: 'boolean', describe: 'restore into a non-empty directory, overwriting files of the same name' })
+      .option('remote', { type: 'string', describe: 'without local config (the machine is gone): where the vault is, as given to init' }),
+    'with --remote: ',
+  )
+    .example('$0 restore latest:/home/me/docs ~/docs.restored', 'one directory from the newest snapshot')
+    .example('$0 restore --remote me@host:backup --identity key 2026-11-22T030000Z /mnt/new', 'a whole snapshot, on a machine without sshvault state');
+
+type RestoreArgs = ArgsOf<typeof builder>;
+
+export const restoreCommand: CommandOf<typeof builder> = {
+  command: 'restore <args..>',
+  describe: 'copy a snapshot, or a path in it, back: [<vault>] <snapshot>[:<path>] <dest>',
+  builder,
+  handler: action('restore', cmdRestore, { root: true }),
+};
 
 /** `<snapshot>[:<path>]`: snapshot names hold no colon, so the first one splits. */
 export function parseRestoreSpec(spec: string): { snapshot: string; path: string } {
@@ -38,22 +50,6 @@ export function parseRestoreSpec(spec: string): { snapshot: string; path: string
   if (path.split('/').includes('..')) throw new UsageError(`${path} contains '..'; name the path inside the snapshot without it`);
   // Paths in a snapshot are the absolute source paths (push uses rsync --relative).
   return { snapshot, path: posix.resolve('/', path || '/') };
-}
-
-/** The snapshot directory a name stands for: `latest` is the complete one pushed last; `<name>.partial` rescues from an interrupted push. */
-export async function resolveSnapshot(layout: ImageLayout, wanted: string): Promise<string> {
-  const dirs = await snapshotDirs(layout);
-  const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
-  if (wanted === 'latest') {
-    const newest = latestComplete(refs, await readCatalog(layout.catalog));
-    if (!newest) throw new UsageError('the vault has no complete snapshot yet; push one first');
-    return newest.name;
-  }
-  if (dirs.includes(wanted) && parseSnapshotDir(wanted)) return wanted;
-  if (dirs.includes(`${wanted}.partial`)) {
-    throw new UsageError(`snapshot ${wanted} is partial (its push was interrupted); name it ${wanted}.partial to restore from it anyway`);
-  }
-  throw new UsageError(`the vault has no snapshot '${wanted}'; 'sshvault list --refresh' shows them`);
 }
 
 /**
@@ -72,7 +68,7 @@ function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
     name,
     vaultId: 'unknown (restore from flags)',
     remote: a.remote!,
-    image: 'vault.img',
+    image: IMAGE_FILE,
     size: 0,
     // The ext4 driver mounts ext2 too, and a read-only mount needs no more than that.
     fs: 'ext4',

@@ -8,19 +8,31 @@ import { RunLock } from '../stack/run-lock.js';
 import { info, notice, warn } from '../ui/console.js';
 import { renderTable } from '../ui/table.js';
 import { formatTime } from '../ui/time.js';
-import { openContext, type GlobalArgs } from './common.js';
+import { openContext } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface ScheduleArgs extends GlobalArgs {
-  vault?: string;
-  every?: string;
-  dryRun?: boolean;
-  remove?: boolean;
-  list?: boolean;
-  allowMetered?: boolean;
-  allowBattery?: boolean;
-  randomDelay?: number;
-  checkConditions?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  vaultArg(y)
+    .option('every', { type: 'string', describe: 'hourly, daily, or a systemd OnCalendar expression' })
+    .option('dry-run', { type: 'boolean', describe: 'print the units, install nothing' })
+    .option('remove', { type: 'boolean', describe: "remove the vault's units" })
+    .option('list', { type: 'boolean', describe: 'every vault with a schedule, its last and next run' })
+    .option('allow-metered', { type: 'boolean', describe: 'also run on a connection NetworkManager reports as metered' })
+    .option('allow-battery', { type: 'boolean', describe: 'also run on battery' })
+    .option('random-delay', { type: 'number', describe: 'seconds a run may be delayed at random (default by --every)' })
+    .option('check-conditions', { type: 'boolean', hidden: true })
+    .example('$0 schedule laptop --every hourly', 'hourly, on AC power, not on metered connections')
+    .example('$0 schedule laptop --every "*-*-* 02:30" --dry-run', 'print the units of a nightly run');
+
+type ScheduleArgs = ArgsOf<typeof builder>;
+
+export const scheduleCommand: CommandOf<typeof builder> = {
+  command: 'schedule [vault]',
+  describe: 'back up on a timer (systemd; a crontab line without it)',
+  builder,
+  handler: action('schedule', cmdSchedule, { staleWarning: false }),
+};
 
 /** Exit code of `--check-conditions` when the run should be skipped: systemd's ExecCondition skips on 1-254 without a failure. */
 const SKIP = 1;

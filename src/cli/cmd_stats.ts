@@ -5,13 +5,25 @@ import { plotRuns } from '../ui/plot.js';
 import { parseLink, plural } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
 import { UsageError } from '../errors.js';
-import { openContext, type GlobalArgs } from './common.js';
+import { openContext } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface StatsArgs extends GlobalArgs {
-  vault?: string;
-  link?: string;
-  plot?: string;
-}
+const builder = (y: CommandArgv) =>
+  vaultArg(y)
+    .option('link', { type: 'string', describe: 'link to estimate times for, e.g. 10mbit or 50/10mbit (down/up)', default: '10mbit' })
+    .option('plot', { type: 'string', describe: 'draw bytes up and down per run over time into this SVG file' })
+    .example('$0 stats --link 50/10mbit', 'what each run would take on a 50 Mbit down, 10 Mbit up line')
+    .example('$0 stats --plot traffic.svg', 'are the backups getting more expensive?');
+
+type StatsArgs = ArgsOf<typeof builder>;
+
+export const statsCommand: CommandOf<typeof builder> = {
+  command: 'stats [vault]',
+  describe: 'bytes up and down of every run, phase by phase',
+  builder,
+  handler: action('stats', cmdStats),
+};
 
 export async function cmdStats(a: StatsArgs): Promise<number> {
   const ctx = await openContext(a.vault);

@@ -10,12 +10,20 @@ import { paint } from '../ui/color.js';
 import { info } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { formatAge, formatTime } from '../ui/time.js';
-import type { GlobalArgs } from './common.js';
 import { healthOf, staleLine } from './staleness.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface StatusArgs extends GlobalArgs {
-  vault?: string;
-}
+const builder = (y: CommandArgv) => vaultArg(y).example('$0 status || echo "backups are stale"', 'for a monitoring check');
+
+type StatusArgs = ArgsOf<typeof builder>;
+
+export const statusCommand: CommandOf<typeof builder> = {
+  command: 'status [vault]',
+  describe: 'is each vault keeping up: last success and failure, schedule, free space; exit 9 when stale',
+  builder,
+  handler: action('status', cmdStatus, { staleWarning: false }),
+};
 
 /** Disk space the block cache really takes: its data file is sparse. */
 async function cacheBytes(dir: string): Promise<number> {

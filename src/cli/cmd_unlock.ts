@@ -1,15 +1,24 @@
 import { UsageError } from '../errors.js';
 import { connect } from '../remote/connection.js';
 import { breakLock, breakReaders, describeOwner } from '../remote/lock.js';
-import { sftpFiles } from '../remote/remote-files.js';
+import { sftpDir } from '../remote/remote-dir.js';
 import { parseRemote } from '../remote/url.js';
 import { info } from '../ui/console.js';
-import { openContext, type GlobalArgs } from './common.js';
+import { openContext } from './common.js';
+import { action } from './action.js';
+import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
-export interface UnlockArgs extends GlobalArgs {
-  vault?: string;
-  force?: boolean;
-}
+const builder = (y: CommandArgv) =>
+  vaultArg(y).option('force', { type: 'boolean', describe: 'really break it' }).example('$0 unlock --force', 'after making sure the lock holder is dead');
+
+type UnlockArgs = ArgsOf<typeof builder>;
+
+export const unlockCommand: CommandOf<typeof builder> = {
+  command: 'unlock [vault]',
+  describe: 'break the remote lock',
+  builder,
+  handler: action('unlock', cmdUnlock),
+};
 
 /** Breaks the remote lock on purpose. Needs no passphrase: the lock lives beside the image, not in it. */
 export async function cmdUnlock(a: UnlockArgs): Promise<number> {
@@ -23,7 +32,7 @@ export async function cmdUnlock(a: UnlockArgs): Promise<number> {
     requestTimeoutSeconds: ctx.config.requestTimeoutSeconds,
   });
   try {
-    const files = sftpFiles(await conn.sftp());
+    const files = sftpDir(await conn.sftp());
     const holder = await breakLock(files, remote.dir);
     const readers = await breakReaders(files, remote.dir);
     if (holder === undefined && !readers.length) info(`Vault '${ctx.name}' was not locked.`);

@@ -15,16 +15,8 @@ import { notice } from '../ui/console.js';
 import { PhaseTicker } from '../ui/progress.js';
 import { ExitCode, SshvaultError } from '../errors.js';
 import { mountHoldsVault, releaseStaleMount } from './mount-record.js';
+import type { GlobalArgs } from './options.js';
 import { warnIfStale } from './staleness.js';
-
-/** Options every command takes (docs/design.md, "CLI contract"). */
-export interface GlobalArgs {
-  debug?: boolean;
-  json?: boolean;
-  passphraseFile?: string;
-  passphraseCommand?: string;
-  trustRemoteHeader?: boolean;
-}
 
 export interface VaultContext {
   name: string;
@@ -42,7 +34,7 @@ export async function openContext(given: string | undefined): Promise<VaultConte
   return { name, config, paths };
 }
 
-export async function passphraseFor(args: GlobalArgs, config: Partial<VaultConfig>, confirm = false): Promise<string> {
+export async function passphraseFor(args: Pick<GlobalArgs, 'passphraseFile' | 'passphraseCommand'>, config: Partial<VaultConfig>, confirm = false): Promise<string> {
   return readPassphrase(
     { file: args.passphraseFile, command: args.passphraseCommand },
     { file: config.passphraseFile, command: config.passphraseCommand },

@@ -3,7 +3,8 @@ import { debug } from '../log.js';
 import { localProcesses, type ProcessFacts } from '../proc.js';
 import { sanitize } from '../ui/sanitize.js';
 import { isStale, thisProcess, type LockIdentity } from './lock-identity.js';
-import type { RemoteFiles } from './remote-files.js';
+import { ownerFile, remoteLayout, remotePath } from './layout.js';
+import type { RemoteDir } from './remote-dir.js';
 
 /**
  * The remote lock (docs/design.md, "Remote lock"): sshfs has no file locks and two
@@ -47,10 +48,6 @@ function judge(ctx: LockContext) {
   };
 }
 
-function lockDir(remoteDir: string): string {
-  return `${remoteDir.replace(/\/+$/, '')}/vault.lock`;
-}
-
 /** Every field came from the remote: printed only as plain text. */
 export function describeOwner(o: Partial<LockOwner>): string {
   return `${sanitize(o.command)} by pid ${sanitize(o.pid)} on ${sanitize(o.host)}, started ${sanitize(o.started)}`;
@@ -66,18 +63,18 @@ function parseOwner(raw: Buffer | undefined): Partial<LockOwner> | undefined {
   }
 }
 
-async function readOwner(files: RemoteFiles, dir: string): Promise<Partial<LockOwner> | undefined> {
-  return parseOwner(await files.readFile(`${dir}/owner.json`));
+async function readOwner(files: RemoteDir, dir: string): Promise<Partial<LockOwner> | undefined> {
+  return parseOwner(await files.read(ownerFile(dir)));
 }
 
-async function remove(files: RemoteFiles, dir: string): Promise<void> {
-  await files.unlink(`${dir}/owner.json`);
-  await files.rmdir(dir);
+async function remove(files: RemoteDir, dir: string): Promise<void> {
+  await files.remove(ownerFile(dir));
+  await files.remove(dir);
 }
 
 export class RemoteLock {
   constructor(
-    private readonly files: RemoteFiles,
+    private readonly files: RemoteDir,
     readonly dir: string,
     readonly owner: LockOwner,
     private readonly notice: (message: string) => void,
@@ -98,19 +95,20 @@ export class RemoteLock {
 }
 
 export async function acquireLock(
-  files: RemoteFiles,
+  files: RemoteDir,
   remoteDir: string,
   owner: Taker,
   notice: (message: string) => void,
   ctx: LockContext = {},
 ): Promise<RemoteLock> {
   const j = judge(ctx);
-  const dir = lockDir(remoteDir);
+  const layout = remoteLayout(remoteDir);
+  const dir = layout.lock;
   const me: LockOwner = { ...j.identify(owner.vaultId), started: new Date().toISOString(), ...owner };
   for (let attempt = 0; attempt < 2; attempt++) {
-    if (await takeWithOwner(files, dir, me)) {
+    if (await takeWithOwner(files, layout.staging(me.runId), dir, me)) {
       debug(`took remote lock ${dir}`);
-      await sweepStaging(files, remoteDir, dir);
+      await sweepStaging(files, remoteDir);
       return new RemoteLock(files, dir, me, notice);
     }
     const holder = await readOwner(files, dir);
@@ -129,17 +127,16 @@ export async function acquireLock(
   throw new LockHeldError(`another client took the lock at ${dir} while a stale one was being broken; try again`);
 }
 
-async function takeWithOwner(files: RemoteFiles, dir: string, me: LockOwner): Promise<boolean> {
-  const staging = `${dir}.${me.runId}`;
+async function takeWithOwner(files: RemoteDir, staging: string, dir: string, me: LockOwner): Promise<boolean> {
   try {
     if (!(await files.mkdirExclusive(staging))) throw new Error(`the lock staging directory ${staging} already exists`);
-    await files.writeFile(`${staging}/owner.json`, JSON.stringify(me) + '\n');
+    await files.write(ownerFile(staging), JSON.stringify(me) + '\n');
     await files.rename(staging, dir);
     return true;
   } catch (e) {
     // The lock's holder may have swept the staging directory away already.
     await remove(files, staging).catch(() => {});
-    if (await files.exists(dir)) return false;
+    if (await files.stat(dir)) return false;
     throw e;
   }
 }
@@ -150,18 +147,19 @@ async function takeWithOwner(files: RemoteFiles, dir: string, me: LockOwner): Pr
  * put its owner.json back in between, and removes its directory itself when
  * its rename fails.
  */
-async function sweepStaging(files: RemoteFiles, remoteDir: string, dir: string): Promise<void> {
-  const prefix = `${dir.slice(dir.lastIndexOf('/') + 1)}.`;
+async function sweepStaging(files: RemoteDir, remoteDir: string): Promise<void> {
+  const layout = remoteLayout(remoteDir);
   for (const name of await files.readdir(remoteDir)) {
-    if (!name.startsWith(prefix)) continue;
+    if (!layout.isStaging(name)) continue;
     debug(`removing the lock staging directory ${sanitize(name)}`);
-    await remove(files, `${remoteDir.replace(/\/+$/, '')}/${name}`).catch((e: Error) => debug(`left ${sanitize(name)}: ${sanitize(e.message)}`));
+    await remove(files, remotePath(remoteDir, name)).catch((e: Error) => debug(`left ${sanitize(name)}: ${sanitize(e.message)}`));
   }
 }
 
 /** `sshvault unlock --force`: removes whatever lock is there and says whose it was. */
-export async function breakLock(files: RemoteFiles, remoteDir: string): Promise<Partial<LockOwner> | null | undefined> {
-  const dir = lockDir(remoteDir);
+export async function breakLock(files: RemoteDir, remoteDir: string): Promise<Partial<LockOwner> | null | undefined> {
+  const dir = remoteLayout(remoteDir).lock;
+  if (!(await files.stat(dir))) return undefined;
   const holder = await readOwner(files, dir);
   try {
     await remove(files, dir);
@@ -176,13 +174,9 @@ export async function breakLock(files: RemoteFiles, remoteDir: string): Promise<
  * `<dir>/vault.readers/`, created while it briefly holds the write lock, so a
  * writer that holds the write lock sees every reader that got in before it.
  */
-function readersDir(remoteDir: string): string {
-  return `${remoteDir.replace(/\/+$/, '')}/vault.readers`;
-}
-
 export class SharedLock {
   constructor(
-    private readonly files: RemoteFiles,
+    private readonly files: RemoteDir,
     readonly file: string,
     readonly owner: LockOwner,
     private readonly notice: (message: string) => void,
@@ -193,18 +187,18 @@ export class SharedLock {
    * could race with another reader writing its file there.
    */
   async release(): Promise<void> {
-    const entry = parseOwner(await this.files.readFile(this.file));
+    const entry = parseOwner(await this.files.read(this.file));
     if (entry?.runId !== this.owner.runId) {
       this.notice(`This run's read lock of the vault was removed while it ran; left ${sanitize(this.file)} as it is.`);
       return;
     }
-    await this.files.unlink(this.file);
+    await this.files.remove(this.file);
     debug(`released shared lock ${this.file}`);
   }
 }
 
 export async function acquireSharedLock(
-  files: RemoteFiles,
+  files: RemoteDir,
   remoteDir: string,
   owner: Taker,
   notice: (message: string) => void,
@@ -212,10 +206,10 @@ export async function acquireSharedLock(
 ): Promise<SharedLock> {
   const write = await acquireLock(files, remoteDir, owner, notice, ctx);
   try {
-    const dir = readersDir(remoteDir);
-    await files.mkdirExclusive(dir);
-    const file = `${dir}/${owner.runId}.json`;
-    await files.writeFile(file, JSON.stringify(write.owner) + '\n');
+    const layout = remoteLayout(remoteDir);
+    await files.mkdirExclusive(layout.readers);
+    const file = layout.reader(owner.runId);
+    await files.write(file, JSON.stringify(write.owner) + '\n');
     debug(`took shared lock ${file}`);
     return new SharedLock(files, file, write.owner, notice);
   } finally {
@@ -229,23 +223,23 @@ export async function acquireSharedLock(
  * reader makes the writer give up.
  */
 export async function assertNoReaders(
-  files: RemoteFiles,
+  files: RemoteDir,
   remoteDir: string,
   notice: (message: string) => void,
   ctx: LockContext = {},
 ): Promise<void> {
   const j = judge(ctx);
-  const dir = readersDir(remoteDir);
+  const dir = remoteLayout(remoteDir).readers;
   for (const name of await files.readdir(dir)) {
     if (!name.endsWith('.json')) continue;
     const file = `${dir}/${name}`;
-    const raw = await files.readFile(file);
+    const raw = await files.read(file);
     // Released while we looked.
     if (!raw) continue;
     const reader = parseOwner(raw);
     if (reader && j.stale(reader)) {
       notice(`Removing a stale read lock left by pid ${sanitize(reader.pid)} on this machine (${sanitize(reader.command)}, started ${sanitize(reader.started)}).`);
-      await files.unlink(file);
+      await files.remove(file);
       continue;
     }
     const who = reader ? `${describeOwner(reader)}${j.hint(reader)}` : `an unreadable reader entry ${sanitize(file)}`;
@@ -256,14 +250,14 @@ export async function assertNoReaders(
 }
 
 /** `sshvault unlock --force` for readers: removes every reader entry and says whose they were. */
-export async function breakReaders(files: RemoteFiles, remoteDir: string): Promise<Partial<LockOwner>[]> {
-  const dir = readersDir(remoteDir);
+export async function breakReaders(files: RemoteDir, remoteDir: string): Promise<Partial<LockOwner>[]> {
+  const dir = remoteLayout(remoteDir).readers;
   const broken: Partial<LockOwner>[] = [];
   for (const name of await files.readdir(dir)) {
-    const entry = parseOwner(await files.readFile(`${dir}/${name}`));
+    const entry = parseOwner(await files.read(`${dir}/${name}`));
     // An unreadable entry is removed all the same.
     if (entry) broken.push(entry);
-    await files.unlink(`${dir}/${name}`);
+    await files.remove(`${dir}/${name}`);
   }
   return broken;
 }

@@ -85,9 +85,15 @@ export async function rename(sftp: SFTPWrapper, from: string, to: string): Promi
   await call<void>((cb) => sftp.rename(from, to, cb));
 }
 
+/** Empty when the directory does not exist. */
 export async function readdirNames(sftp: SFTPWrapper, dir: string): Promise<string[]> {
-  const entries = await call<{ filename: string }[]>((cb) => sftp.readdir(dir, cb as never));
-  return entries.map((e) => e.filename);
+  try {
+    const entries = await call<{ filename: string }[]>((cb) => sftp.readdir(dir, cb as never));
+    return entries.map((e) => e.filename);
+  } catch (e) {
+    if (isNoSuchFile(e)) return [];
+    throw e;
+  }
 }
 
 export async function rmdir(sftp: SFTPWrapper, path: string): Promise<void> {

@@ -3,28 +3,16 @@ import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
-import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { debug } from '../log.js';
+import { mapLimit } from '../map-limit.js';
 import type { ImageLayout } from './layout.js';
+import { decodeManifest, encodeManifest, type ManifestEntry } from './manifest-codec.js';
 
-const gzip = promisify(gzipCb);
-const gunzip = promisify(gunzipCb);
-
-/**
- * The per-file SHA-256 manifest of a snapshot, `/.sshvault/manifests/<name>.sha256.gz`:
- * XTS has no integrity, so this is what finds bit rot or tampering on the host.
- * It is sha256sum's own format (paths relative to the snapshot directory), so
- * `zcat M | sha256sum -c` inside the snapshot checks it without sshvault.
- * Compressed because every push uploads its whole manifest: about 45 bytes
- * per file instead of 120.
+/*
+ * The manifests on the image and their local copy: writing one for a new
+ * snapshot, reading them back, verifying snapshots against them. The format
+ * itself is manifest-codec.ts.
  */
-export interface ManifestEntry {
-  /** Raw bytes: file names need not be UTF-8. */
-  path: Buffer;
-  hash: string;
-}
-
 const SUFFIX = '.sha256.gz';
 
 export function manifestsDir(layout: ImageLayout): string {
@@ -35,61 +23,6 @@ export function manifestPath(dir: string, snapshot: string): string {
   return join(dir, `${snapshot}${SUFFIX}`);
 }
 
-const BACKSLASH = 0x5c;
-const NEWLINE = 0x0a;
-const CR = 0x0d;
-
-/** sha256sum escapes a name holding a backslash, newline or CR and marks its line with a leading backslash. */
-export function formatEntry(e: ManifestEntry): Buffer {
-  const needsEscape = e.path.some((b) => b === BACKSLASH || b === NEWLINE || b === CR);
-  if (!needsEscape) return Buffer.concat([Buffer.from(`${e.hash}  `), e.path, Buffer.from('\n')]);
-  const out: number[] = [];
-  for (const b of e.path) {
-    if (b === BACKSLASH) out.push(BACKSLASH, BACKSLASH);
-    else if (b === NEWLINE) out.push(BACKSLASH, 0x6e);
-    else if (b === CR) out.push(BACKSLASH, 0x72);
-    else out.push(b);
-  }
-  return Buffer.concat([Buffer.from(`\\${e.hash}  `), Buffer.from(out), Buffer.from('\n')]);
-}
-
-export function parseManifest(data: Buffer): ManifestEntry[] {
-  const entries: ManifestEntry[] = [];
-  let start = 0;
-  while (start < data.length) {
-    let end = data.indexOf(NEWLINE, start);
-    if (end < 0) end = data.length;
-    const line = data.subarray(start, end);
-    start = end + 1;
-    if (!line.length) continue;
-    const escaped = line[0] === BACKSLASH;
-    const body = escaped ? line.subarray(1) : line;
-    const hash = body.subarray(0, 64).toString('latin1');
-    // Two spaces, or ' *' for sha256sum's binary mode.
-    if (!/^[0-9a-f]{64}$/.test(hash) || body[64] !== 0x20) throw new Error(`manifest line ${entries.length + 1} is not a sha256sum line`);
-    const name = body.subarray(66);
-    entries.push({ hash, path: escaped ? unescapeName(name) : Buffer.from(name) });
-  }
-  return entries;
-}
-
-function unescapeName(name: Buffer): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < name.length; i++) {
-    if (name[i] !== BACKSLASH || i + 1 >= name.length) {
-      out.push(name[i]!);
-      continue;
-    }
-    const next = name[++i];
-    out.push(next === 0x6e ? NEWLINE : next === 0x72 ? CR : next!);
-  }
-  return Buffer.from(out);
-}
-
-export async function encodeManifest(entries: ManifestEntry[]): Promise<Buffer> {
-  return gzip(Buffer.concat(entries.map(formatEntry)), { level: 9 });
-}
-
 export async function readManifest(file: string): Promise<ManifestEntry[] | undefined> {
   let raw: Buffer;
   try {
@@ -97,7 +30,7 @@ export async function readManifest(file: string): Promise<ManifestEntry[] | unde
   } catch {
     return undefined;
   }
-  return parseManifest(await gunzip(raw));
+  return decodeManifest(raw);
 }
 
 async function sha256File(path: Buffer | string): Promise<string> {
@@ -133,15 +66,6 @@ async function inode(path: Buffer): Promise<bigint | undefined> {
   } catch {
     return undefined;
   }
-}
-
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
 }
 
 export interface ManifestOptions {

@@ -7,10 +7,11 @@ import { AuthError, LinkError, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
 import { connect, type Connection } from '../remote/connection.js';
 import { probeImage } from '../remote/image-probe.js';
-import { GENERATION_FILE, newGeneration, readGeneration } from '../remote/generation.js';
+import { newGeneration, readGeneration } from '../remote/generation.js';
+import { GENERATION_FILE, remotePath } from '../remote/layout.js';
 import { forgetLockRun, ownLockRuns, recordLockRun } from '../remote/own-locks.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, type RemoteLock, type SharedLock } from '../remote/lock.js';
-import { sftpFiles } from '../remote/remote-files.js';
+import { sftpDir } from '../remote/remote-dir.js';
 import { remoteFullError } from '../remote/full.js';
 import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, rmdir, stat, unlink, writeRange } from '../remote/sftp.js';
 import { formatBytes } from '../ui/format.js';
@@ -56,10 +57,6 @@ export interface SessionOptions {
   trustRemoteHeader?: boolean;
 }
 
-function remotePath(remote: RemoteSpec, name: string): string {
-  return remote.dir === '.' ? name : `${remote.dir.replace(/\/+$/, '')}/${name}`;
-}
-
 /**
  * A vault opened for one command: the SSH connection, the remote lock and
  * the stack of layers, each step metered in its own phase (docs/design.md, "A run").
@@ -101,7 +98,7 @@ export class VaultSession {
   }
 
   get imagePath(): string {
-    return remotePath(this.remote, this.o.config.image);
+    return remotePath(this.remote.dir, this.o.config.image);
   }
 
   /**
@@ -134,14 +131,14 @@ export class VaultSession {
     await recordLockRun(this.o.paths.ownLocks, this.runId);
     // Readers share the vault with each other; a writer needs it to itself (docs/design.md, "Remote lock").
     if (this.o.readOnly) {
-      this.lock = await acquireSharedLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
+      this.lock = await acquireSharedLock(sftpDir(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
     } else {
-      this.lock = await acquireLock(sftpFiles(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
-      await assertNoReaders(sftpFiles(sftp), this.remote.dir, this.o.notice, lockCtx);
+      this.lock = await acquireLock(sftpDir(sftp), this.remote.dir, owner, this.o.notice, lockCtx);
+      await assertNoReaders(sftpDir(sftp), this.remote.dir, this.o.notice, lockCtx);
     }
     if (create) await this.createImage(create.size, create.preallocate);
     else await this.checkHeader();
-    const generationFile = remotePath(this.remote, GENERATION_FILE);
+    const generationFile = remotePath(this.remote.dir, GENERATION_FILE);
     const found = await readGeneration(sftp, generationFile);
     if (this.created) this.created.generation = true;
     this.generation = { found, now: this.o.readOnly ? found : await newGeneration(sftp, generationFile) };
@@ -174,7 +171,7 @@ export class VaultSession {
   private async removeCreatedFiles(): Promise<void> {
     const made = this.created!;
     if (made.headerBackup) await rm(this.o.paths.headerBackup, { force: true });
-    const files = [...(made.image ? [this.imagePath] : []), ...(made.generation ? [remotePath(this.remote, GENERATION_FILE)] : [])];
+    const files = [...(made.image ? [this.imagePath] : []), ...(made.generation ? [remotePath(this.remote.dir, GENERATION_FILE)] : [])];
     if (!files.length) return;
     if (!this.conn || this.conn.lost) {
       this.o.notice(`The failed init could not remove what it made on the remote: remove ${files.join(' and ')} before running init again.`);

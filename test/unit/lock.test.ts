@@ -4,7 +4,7 @@ import { LockHeldError } from '../../src/errors.js';
 import { isStale, thisProcess, type LockIdentity } from '../../src/remote/lock-identity.js';
 import { acquireLock, acquireSharedLock, assertNoReaders, breakLock, type LockContext } from '../../src/remote/lock.js';
 import type { ProcessFacts } from '../../src/proc.js';
-import { MemoryFiles } from '../helpers/memory-files.js';
+import { MemoryDir } from '../helpers/memory-dir.js';
 
 const DIR = '/srv/v';
 
@@ -29,7 +29,7 @@ function taker(runId: string) {
   return { vaultId: 'vault-1', runId, command: 'push' };
 }
 
-function ownerJson(files: MemoryFiles): { runId: string } {
+function ownerJson(files: MemoryDir): { runId: string } {
   return JSON.parse(files.files.get(`${DIR}/vault.lock/owner.json`)!.toString());
 }
 
@@ -74,7 +74,7 @@ describe('lock staleness', () => {
 
 describe('remote lock races', () => {
   it('two takers at once: exactly one holds the lock, the other is told who', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     const results = await Promise.allSettled([
       acquireLock(files, DIR, taker('run-a'), () => {}, client(machineA, 10, { 10: 1 })),
       acquireLock(files, DIR, taker('run-b'), () => {}, client(machineB, 10, { 10: 2 })),
@@ -89,7 +89,7 @@ describe('remote lock races', () => {
   });
 
   it("a dead run's lock is broken by its own machine only", async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     await acquireLock(files, DIR, taker('dead'), () => {}, client(machineA, 10, { 10: 1 }));
     // Machine B has no pid 10 either: the lock looks dead from there, but is not B's.
     await expect(acquireLock(files, DIR, taker('b'), () => {}, client(machineB, 11, { 11: 1 }))).rejects.toThrow(/locked by push by pid 10 on debian/);
@@ -101,7 +101,7 @@ describe('remote lock races', () => {
   });
 
   it('a lock from before a reboot is broken when this state directory recorded its run id, and only then', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     await acquireLock(files, DIR, taker('before-reboot'), () => {}, client(machineA, 10, { 10: 1 }));
     const rebooted = { ...machineA, boot: '3'.repeat(64) };
     await expect(acquireLock(files, DIR, taker('after'), () => {}, client(rebooted, 10, { 10: 1 }))).rejects.toThrow(LockHeldError);
@@ -111,16 +111,16 @@ describe('remote lock races', () => {
   });
 
   it('a live run of this machine keeps its lock', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     await acquireLock(files, DIR, taker('live'), () => {}, client(machineA, 10, { 10: 1, 12: 5 }));
     await expect(acquireLock(files, DIR, taker('next'), () => {}, client(machineA, 12, { 10: 1, 12: 5 }))).rejects.toThrow(LockHeldError);
     expect(ownerJson(files).runId).toBe('live');
   });
 
   it('a link cut between mkdir and owner.json leaves only a staging directory, which the next holder sweeps', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     files.before = (op) => {
-      if (op === 'writeFile') throw new Error('link cut');
+      if (op === 'write') throw new Error('link cut');
     };
     await expect(acquireLock(files, DIR, taker('cut'), () => {}, client(machineA, 10, { 10: 1 }))).rejects.toThrow(/link cut/);
     files.before = () => {};
@@ -131,8 +131,62 @@ describe('remote lock races', () => {
     expect([...files.dirs].filter((d) => d.startsWith(`${DIR}/vault.lock.`))).toEqual([]);
   });
 
+  it('a rename onto a lock another client took meanwhile fails: its lock stays, ours is told who holds it and leaves no staging directory', async () => {
+    const files = new MemoryDir(DIR);
+    let other: Promise<unknown> | undefined;
+    files.before = async (op, path) => {
+      if (op === 'rename' && path === `${DIR}/vault.lock.late` && !other) {
+        other = acquireLock(files, DIR, taker('early'), () => {}, client(machineB, 20, { 20: 1 }));
+        await other;
+      }
+    };
+    await expect(acquireLock(files, DIR, taker('late'), () => {}, client(machineA, 10, { 10: 1 }))).rejects.toThrow(/locked by push by pid 20 on debian/);
+    expect(ownerJson(files).runId).toBe('early');
+    expect([...files.dirs].filter((d) => d.startsWith(`${DIR}/vault.lock.`))).toEqual([]);
+  });
+
+  it('a stale lock broken while another client takes the lock: the other keeps it', async () => {
+    const files = new MemoryDir(DIR);
+    await acquireLock(files, DIR, taker('dead'), () => {}, client(machineA, 10, { 10: 1 }));
+    let other: Promise<unknown> | undefined;
+    files.before = async (op, path) => {
+      // Right after the stale lock is gone, before this run stages again.
+      if (op === 'mkdir' && path === `${DIR}/vault.lock.next` && !files.dirs.has(`${DIR}/vault.lock`) && !other) {
+        other = acquireLock(files, DIR, taker('other'), () => {}, client(machineB, 20, { 20: 1 }));
+        await other;
+      }
+    };
+    const notices: string[] = [];
+    await expect(acquireLock(files, DIR, taker('next'), (m) => notices.push(m), client(machineA, 11, { 11: 1 }))).rejects.toThrow(/locked by push by pid 20 on debian/);
+    expect(notices).toEqual([expect.stringMatching(/^Breaking a stale lock left by pid 10/)]);
+    expect(ownerJson(files).runId).toBe('other');
+  });
+
+  it('a link cut at the rename leaves a staging directory with its owner, which the next holder sweeps', async () => {
+    const files = new MemoryDir(DIR);
+    files.before = (op) => {
+      if (op === 'rename') throw new Error('link cut');
+    };
+    await expect(acquireLock(files, DIR, taker('cut'), () => {}, client(machineA, 10, { 10: 1 }))).rejects.toThrow(/link cut/);
+    files.before = () => {};
+    files.dirs.add(`${DIR}/vault.lock.cut`);
+    files.files.set(`${DIR}/vault.lock.cut/owner.json`, Buffer.from('{"runId":"cut"}\n'));
+    await acquireLock(files, DIR, taker('next'), () => {}, client(machineA, 11, { 11: 1 }));
+    expect(ownerJson(files).runId).toBe('next');
+    expect([...files.dirs].filter((d) => d.startsWith(`${DIR}/vault.lock.`))).toEqual([]);
+    expect([...files.files.keys()].filter((f) => f.startsWith(`${DIR}/vault.lock.`))).toEqual([]);
+  });
+
+  it('unlock tells no lock from a lock without an owner', async () => {
+    const files = new MemoryDir(DIR);
+    expect(await breakLock(files, DIR)).toBeUndefined();
+    files.dirs.add(`${DIR}/vault.lock`);
+    expect(await breakLock(files, DIR)).toBeNull();
+    expect(files.dirs.has(`${DIR}/vault.lock`)).toBe(false);
+  });
+
   it('a lock that is no longer ours is left alone at release', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     const notices: string[] = [];
     const mine = await acquireLock(files, DIR, taker('mine'), (m) => notices.push(m), client(machineA, 10, { 10: 1 }));
     await breakLock(files, DIR);
@@ -143,7 +197,7 @@ describe('remote lock races', () => {
   });
 
   it('our own lock is removed at release', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     const mine = await acquireLock(files, DIR, taker('mine'), () => {}, client(machineA, 10, { 10: 1 }));
     await mine.release();
     expect(files.dirs.has(`${DIR}/vault.lock`)).toBe(false);
@@ -152,7 +206,7 @@ describe('remote lock races', () => {
 
 describe('read locks', () => {
   it("a reader of another machine of the same name stops a writer even with its pid dead here; this machine's dead reader is removed", async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     const reader = await acquireSharedLock(files, DIR, { ...taker('reader'), command: 'mount' }, () => {}, client(machineB, 10, { 10: 1 }));
     expect(files.dirs.has(`${DIR}/vault.lock`)).toBe(false);
     const writer = client(machineA, 11, { 11: 1 });
@@ -170,7 +224,7 @@ describe('read locks', () => {
   });
 
   it('a dead reader of this machine that knew no vault id (a restore configured by flags) is recognised by the vault\'s writer', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     const reader = await acquireSharedLock(files, DIR, { vaultId: 'unknown (restore from flags)', runId: 'r', command: 'restore' }, () => {}, client(machineA, 10, { 10: 1 }));
     const writer = client(machineA, 11, { 11: 1 });
     const lock = await acquireLock(files, DIR, taker('w'), () => {}, writer);
@@ -180,7 +234,7 @@ describe('read locks', () => {
   });
 
   it('a read lock that is no longer ours is left alone at release', async () => {
-    const files = new MemoryFiles(DIR);
+    const files = new MemoryDir(DIR);
     const notices: string[] = [];
     const reader = await acquireSharedLock(files, DIR, taker('reader'), (m) => notices.push(m), client(machineA, 10, { 10: 1 }));
     files.files.set(reader.file, Buffer.from(JSON.stringify({ runId: 'someone-else' })));

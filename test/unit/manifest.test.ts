@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageLayout, type ImageLayout } from '../../src/snapshot/layout.js';
-import { encodeManifest, formatEntry, manifestPath, manifestsDir, parseManifest, readManifest, verifySnapshots, writeManifest } from '../../src/snapshot/manifest.js';
+import { manifestPath, manifestsDir, readManifest, verifySnapshots, writeManifest } from '../../src/snapshot/manifest.js';
+import { encodeManifest, formatEntry, parseManifest } from '../../src/snapshot/manifest-codec.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 

@@ -1,13 +1,13 @@
-import type { RemoteFiles } from '../../src/remote/remote-files.js';
+import type { RemoteDir } from '../../src/remote/remote-dir.js';
 
 /**
  * An in-memory remote directory with the SFTP semantics the locks rely on
- * (exclusive mkdir, rename that never replaces, rmdir only when empty), so
+ * (exclusive mkdir, rename that never replaces, a directory removed only when empty), so
  * lock races can be played out step by step. `before` runs ahead of every
  * operation: a test interleaves another client there, or cuts the link by
  * throwing.
  */
-export class MemoryFiles implements RemoteFiles {
+export class MemoryDir implements RemoteDir {
   readonly dirs = new Set<string>(['/']);
   readonly files = new Map<string, Buffer>();
   before: (op: string, path: string) => void | Promise<void> = () => {};
@@ -24,9 +24,10 @@ export class MemoryFiles implements RemoteFiles {
     return [...this.dirs, ...this.files.keys()].filter((p) => p.startsWith(`${dir}/`) && !p.slice(dir.length + 1).includes('/'));
   }
 
-  async exists(path: string): Promise<boolean> {
-    await this.before('exists', path);
-    return this.dirs.has(path) || this.files.has(path);
+  async stat(path: string): Promise<{ isDirectory: boolean } | undefined> {
+    await this.before('stat', path);
+    if (this.dirs.has(path)) return { isDirectory: true };
+    return this.files.has(path) ? { isDirectory: false } : undefined;
   }
 
   async mkdirExclusive(path: string): Promise<boolean> {
@@ -65,25 +66,23 @@ export class MemoryFiles implements RemoteFiles {
     return this.children(dir).map((p) => p.slice(dir.length + 1));
   }
 
-  async readFile(path: string): Promise<Buffer | undefined> {
-    await this.before('readFile', path);
+  async read(path: string): Promise<Buffer | undefined> {
+    await this.before('read', path);
     return this.files.get(path);
   }
 
-  async writeFile(path: string, data: string): Promise<void> {
-    await this.before('writeFile', path);
+  async write(path: string, data: string): Promise<void> {
+    await this.before('write', path);
     if (!this.parentExists(path)) throw new Error(`no such directory for ${path}`);
     this.files.set(path, Buffer.from(data));
   }
 
-  async unlink(path: string): Promise<void> {
-    await this.before('unlink', path);
-    this.files.delete(path);
-  }
-
-  async rmdir(path: string): Promise<void> {
-    await this.before('rmdir', path);
-    if (!this.dirs.has(path)) throw new Error(`no such directory ${path}`);
+  async remove(path: string): Promise<void> {
+    await this.before('remove', path);
+    if (!this.dirs.has(path)) {
+      this.files.delete(path);
+      return;
+    }
     if (this.children(path).length) throw new Error(`${path} is not empty`);
     this.dirs.delete(path);
   }
