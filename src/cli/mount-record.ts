@@ -4,7 +4,7 @@ import type { VaultPaths } from '../config/paths.js';
 import { LockHeldError } from '../errors.js';
 import { pidAlive } from '../proc.js';
 import type { PhaseRecord } from '../remote/traffic.js';
-import { BindLayer } from '../stack/bind.js';
+import { BindLayer } from '../stack/mount/bind.js';
 
 /**
  * What `sshvault mount` left running: the background process that owns the

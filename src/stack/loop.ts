@@ -1,6 +1,6 @@
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
-import { baseName } from './mounts.js';
+import { baseName } from './mount/mounts.js';
 
 interface LoopInfo {
   name: string;

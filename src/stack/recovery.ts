@@ -6,7 +6,7 @@ import { LoopLayer } from './loop.js';
 import { KernelLuksLayer } from './luks-kernel.js';
 import { UserspaceLuksLayer } from './luks-userspace.js';
 import { removeKeyLeftovers } from './secret-fifo.js';
-import { SshfsLayer } from './sshfs.js';
+import { SshfsLayer } from './mount/sshfs.js';
 import type { StackRecord } from './stack.js';
 
 /** Everything of this vault's that a dead run may have left, top of the stack first. */

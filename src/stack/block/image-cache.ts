@@ -1,16 +1,16 @@
 import type { SFTPWrapper } from 'ssh2';
 import { rm } from 'node:fs/promises';
-import type { VaultFullError } from '../errors.js';
-import type { Connection } from '../remote/connection.js';
-import { remoteFullError } from '../remote/full.js';
-import { call, readInto } from '../remote/sftp.js';
-import { debug } from '../log.js';
+import type { VaultFullError } from '../../errors.js';
+import type { Connection } from '../../remote/connection.js';
+import { remoteFullError } from '../../remote/full.js';
+import { call, readInto } from '../../remote/sftp.js';
+import { debug } from '../../log.js';
 import { BlockCache } from './block-cache.js';
 import { proveCache, type CacheProof } from './cache-proof.js';
 import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
-import type { Layer } from './layer.js';
-import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
-import { LocalHeader } from './local-header.js';
+import type { Layer } from '../layer.js';
+import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from '../luks.js';
+import { LocalHeader } from '../local-header.js';
 import { NbdServer } from './nbd-server.js';
 
 /** SFTP requests per piece: large requests are split and sent at once rather than one after another. */

@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import type { Connection } from '../remote/connection.js';
-import { LinkError } from '../errors.js';
-import { countSftpPackets } from '../remote/stall-watch.js';
-import { spawn, type Child } from '../exec.js';
+import type { Connection } from '../../remote/connection.js';
+import { LinkError } from '../../errors.js';
+import { countSftpPackets } from '../../remote/stall-watch.js';
+import { spawn, type Child } from '../../exec.js';
 import { unmountFuse } from './fuse.js';
-import type { Layer, Leftover } from './layer.js';
+import type { Layer, Leftover } from '../layer.js';
 import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
 
 /**

@@ -1,5 +1,5 @@
-import { run } from '../exec.js';
-import type { Layer, Leftover } from './layer.js';
+import { run } from '../../exec.js';
+import type { Layer, Leftover } from '../layer.js';
 import { isMounted } from './mounts.js';
 
 /** Browsing never writes, and what it shows must not act on this machine (set-uid programs, device nodes). */
