@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { AuthError, UsageError } from '../errors.js';
 import { spawn, type Child } from '../exec.js';
 import { unmountFuse } from './mount/fuse.js';
-import type { Layer, Leftover } from './layer.js';
+import type { Layer, Leftover, LeftoverContext } from './layer.js';
 import { findProcesses, isMounted, stopProcess, waitUntil } from './mount/mounts.js';
 import { handOver, withSecretFifo } from './secret-fifo.js';
 
@@ -90,7 +90,8 @@ export class UserspaceLuksLayer implements Layer {
     await rm(this.socket, { force: true });
   }
 
-  static async findLeftovers(socket: string, plainMount: string): Promise<Leftover[]> {
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
+    const { nbdSocket: socket, plainMount } = ctx.paths;
     const out: Leftover[] = [];
     const fuses = await findProcesses((a) => a[0].endsWith('nbdfuse') && a.includes(socket));
     if ((await isMounted(plainMount)) || fuses.length) {

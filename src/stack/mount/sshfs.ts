@@ -4,7 +4,7 @@ import { LinkError } from '../../errors.js';
 import { countSftpPackets } from '../../remote/stall-watch.js';
 import { spawn, type Child } from '../../exec.js';
 import { unmountFuse } from './fuse.js';
-import type { Layer, Leftover } from '../layer.js';
+import type { Layer, Leftover, LeftoverContext } from '../layer.js';
 import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
 
 /**
@@ -70,7 +70,8 @@ export class SshfsLayer implements Layer {
     await unmountFuse(this.mountpoint, this.child, this.conn.lost ? 5000 : 60_000);
   }
 
-  static async findLeftovers(mountpoint: string): Promise<Leftover[]> {
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
+    const mountpoint = ctx.paths.remoteMount;
     const out: Leftover[] = [];
     const procs = await findProcesses((a) => a[0].endsWith('sshfs') && a.includes(mountpoint));
     if ((await isMounted(mountpoint)) || procs.length) {
