@@ -31,7 +31,7 @@ export class KernelLuksLayer implements Layer {
     } catch (e) {
       // cryptsetup exits 2 when no key slot accepts the passphrase.
       if (e instanceof CommandError && e.commandExitCode === 2) {
-        throw new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was written');
+        throw new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was written', { cause: e });
       }
       throw e;
     }
