@@ -24,6 +24,7 @@ const TOOLS: [string, string, string][] = [
 /** `sshvault doctor`: which engine this machine uses and why, and what is missing. */
 export async function cmdDoctor(a: GlobalArgs): Promise<number> {
   const engines = await Promise.all(ENGINES.map(async (e) => ({ name: e.name, ...(await e.probe()) })));
+  // The JSON report named device-mapper before it listed every engine; scripts may still read those fields.
   const dm = engines.find((e) => e.name === 'kernel')!;
   const auto = await chooseEngine('auto');
   const tools = await Promise.all(
