@@ -45,8 +45,8 @@ export class LinkError extends SshvaultError {
 }
 
 export class LockHeldError extends SshvaultError {
-  constructor(message: string) {
-    super(message, ExitCode.locked);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.locked, options);
   }
 }
 

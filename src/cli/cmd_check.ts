@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { CheckFailedError } from '../errors.js';
 import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { verifySnapshots, type VerifyResult } from '../snapshot/manifest.js';
@@ -48,8 +47,7 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
     const writes = !!a.repair || !!a.undoRepair;
     const run = await meteredSession(ctx, { command: 'check', readOnly: !writes, passphrase, mountFs: false, freshCache: true, trustRemoteHeader: a.trustRemoteHeader }, async (session, meter, _signal, facts) => {
       meter.begin('open');
-      session.stack.setTop(join(ctx.paths.remoteMount, ctx.config.image));
-      for (const layer of session.decryptionLayers()) await session.stack.push(layer);
+      await session.openDecryption();
       if (a.undoRepair) {
         meter.begin('undo');
         await undoRepair(session.stack.top, ctx.paths.checkRepairUndo);

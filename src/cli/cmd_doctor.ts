@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { succeeds } from '../exec.js';
-import { chooseEngine, deviceMapperStatus } from '../stack/engine.js';
+import { chooseEngine, ENGINES } from '../stack/engines/index.js';
 import { info } from '../ui/console.js';
 import { renderTable } from '../ui/table.js';
 import { isRoot } from './root.js';
@@ -33,7 +33,9 @@ export const doctorCommand: CommandOf<typeof builder> = {
 
 /** `sshvault doctor`: which engine this machine uses and why, and what is missing. */
 export async function cmdDoctor(a: GlobalArgs): Promise<number> {
-  const dm = await deviceMapperStatus();
+  const engines = await Promise.all(ENGINES.map(async (e) => ({ name: e.name, ...(await e.probe()) })));
+  // The JSON report named device-mapper before it listed every engine; scripts may still read those fields.
+  const dm = engines.find((e) => e.name === 'kernel')!;
   const auto = await chooseEngine('auto');
   const tools = await Promise.all(
     TOOLS.map(async ([tool, pkg, why]) => ({ tool, pkg, why, found: await succeeds('sh', ['-c', `command -v ${tool}`]) })),
@@ -49,8 +51,9 @@ export async function cmdDoctor(a: GlobalArgs): Promise<number> {
   const root = isRoot();
   const report = {
     root,
-    engine: auto.engine,
+    engine: auto.engine.name,
     reason: auto.reason,
+    engines,
     deviceMapper: dm.ok,
     deviceMapperReason: dm.reason,
     fuse: existsSync('/dev/fuse'),
@@ -64,8 +67,8 @@ export async function cmdDoctor(a: GlobalArgs): Promise<number> {
     info(JSON.stringify(report, null, 2));
   } else {
     info(root ? 'root: yes' : 'root: NO: push, restore, mount, check and the other commands that attach loop devices and mount filesystems need root');
-    info(`engine: ${auto.engine} (${auto.reason})`);
-    info(`kernel engine: ${dm.ok ? 'can run' : 'cannot run'}: ${dm.reason}`);
+    info(`engine: ${auto.engine.name} (${auto.reason})`);
+    for (const e of engines) info(`${e.name} engine: ${e.ok ? 'can run' : 'cannot run'}: ${e.reason}`);
     info(`/dev/fuse: ${report.fuse ? 'yes' : 'MISSING'}; /dev/loop-control: ${report.loopControl ? 'yes' : 'MISSING'}`);
     info(`ssh2 native crypto: ${nativeCrypto ? 'yes' : 'no (chacha20 runs at half speed; reinstall with install scripts allowed)'}`);
     info(renderTable(['tool', 'package', 'used for', 'found'], tools.map((t) => [t.tool, t.pkg, t.why, t.found ? 'yes' : 'MISSING'])));

@@ -7,7 +7,7 @@ import { checkVaultName, saveConfig, type VaultConfig } from '../config/vault-co
 import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
-import { chooseEngine } from '../stack/engine.js';
+import { chooseEngine } from '../stack/engines/index.js';
 import { FsLayer, makeFilesystem } from '../stack/fs.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
@@ -17,7 +17,6 @@ import { formatBytes, parseSize } from '../ui/format.js';
 import { renderRunsTable, DEFAULT_LINK } from '../ui/runs-view.js';
 import { IMAGE_FILE } from '../remote/layout.js';
 import { exclusive, meteredSession, passphraseFor } from './common.js';
-import { join } from 'node:path';
 import { action } from './action.js';
 import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -97,8 +96,7 @@ export async function cmdInit(a: InitArgs): Promise<number> {
         meter.begin('format');
         try {
           await session.formatImage(size);
-          session.stack.setTop(join(paths.remoteMount, config.image));
-          for (const layer of session.decryptionLayers()) await session.stack.push(layer);
+          await session.openDecryption();
           await makeFilesystem(session.stack.top, config.fs);
           await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}, paths.pushRepairUndo));
           const layout = imageLayout(paths.fsMount);

@@ -1,10 +1,10 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { VaultPaths } from '../config/paths.js';
 import { LockHeldError } from '../errors.js';
 import { pidAlive } from '../proc.js';
 import type { PhaseRecord } from '../remote/traffic.js';
-import { BindLayer } from '../stack/bind.js';
+import { BindLayer } from '../stack/mount/bind.js';
 
 /**
  * What `sshvault mount` left running: the background process that owns the
@@ -65,7 +65,7 @@ export async function releaseStaleMount(paths: VaultPaths): Promise<string[]> {
   const m = await readMountRecord(paths);
   if (!m || pidAlive(m.pid)) return [];
   const done: string[] = [];
-  for (const leftover of await BindLayer.findLeftovers(m.mountpoint)) {
+  for (const leftover of await BindLayer.findLeftovers({ paths, vault: basename(paths.state), mountpoint: m.mountpoint })) {
     await leftover.teardown();
     done.push(leftover.what);
   }

@@ -66,11 +66,11 @@ export class Connection {
     private readonly transport: { destroy(): void },
     requestTimeoutMs: number,
   ) {
-    const onDown = (why: string) => {
-      this.down(new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`));
+    const onDown = (why: string, cause?: Error) => {
+      this.down(new LinkError(`lost the connection to ${this.target} (${why}); the snapshot stays partial, run 'sshvault push' again when the link is back`, { cause }));
     };
     // The server chooses the text of a disconnect.
-    client.on('error', (e: Error) => onDown(sanitize(e.message)));
+    client.on('error', (e: Error) => onDown(sanitize(e.message), e));
     client.on('close', () => onDown('connection closed'));
     client.on('end', () => onDown('connection ended by the server'));
     this.watch = new StallWatch(requestTimeoutMs, () => {
@@ -184,7 +184,7 @@ export class Connection {
   }
 
   private wrap(err: Error): Error {
-    return this.lostError ?? new LinkError(`the SSH server at ${this.target} refused an SFTP channel (${sanitize(err.message)}); is the sftp subsystem enabled?`);
+    return this.lostError ?? new LinkError(`the SSH server at ${this.target} refused an SFTP channel (${sanitize(err.message)}); is the sftp subsystem enabled?`, { cause: err });
   }
 
   async close(): Promise<void> {
@@ -303,7 +303,7 @@ function authMethods(h: ResolvedHost, identity: string | undefined): AuthMethod[
     if (parsed instanceof Error) {
       // Keys with a passphrase are the agent's job; OpenSSH would prompt, we cannot in a backup job.
       debug(`skipping identity ${file}: ${parsed.message}`);
-      if (identity) throw new AuthError(`cannot use identity file ${identity} (${parsed.message}); load it into ssh-agent instead`);
+      if (identity) throw new AuthError(`cannot use identity file ${identity} (${parsed.message}); load it into ssh-agent instead`, { cause: parsed });
       continue;
     }
     methods.push({ type: 'publickey', username: h.user, key });
@@ -359,7 +359,7 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
     await transport.opened;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new LinkError(`cannot reach ${h.hostname}:${h.port} (${err.code ?? err.message}); check the address and that the host is up`);
+    throw new LinkError(`cannot reach ${h.hostname}:${h.port} (${err.code ?? err.message}); check the address and that the host is up`, { cause: e });
   }
 
   const client = new Client();
@@ -388,10 +388,10 @@ export async function connect(opts: ConnectOptions): Promise<Connection> {
       transport.destroy();
       if (refusal) return reject(refusal);
       if (e.level === 'client-authentication') {
-        return reject(new AuthError(`${target} refused our SSH keys; give the right key with --identity or load it into ssh-agent`));
+        return reject(new AuthError(`${target} refused our SSH keys; give the right key with --identity or load it into ssh-agent`, { cause: e }));
       }
       const code = (e as NodeJS.ErrnoException).code;
-      reject(new LinkError(`SSH connection to ${target} failed (${code ?? e.message}); check the address and that sshd is running`));
+      reject(new LinkError(`SSH connection to ${target} failed (${code ?? e.message}); check the address and that sshd is running`, { cause: e }));
     };
     // A reset during the handshake can end the client with 'close' and no 'error'.
     const onClose = () => onError(Object.assign(new Error('connection closed during the handshake'), { code: 'ECONNRESET' }));

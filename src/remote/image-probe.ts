@@ -5,8 +5,8 @@ import { call, readInto, stat, writeRange } from './sftp.js';
 
 const PROBE = 4096;
 
-function cannot(what: string): UsageError {
-  return new UsageError(`the SFTP server ${what}, so it cannot hold a vault image; use another server (README: Remote servers)`);
+function cannot(what: string, cause?: unknown): UsageError {
+  return new UsageError(`the SFTP server ${what}, so it cannot hold a vault image; use another server (README: Remote servers)`, { cause });
 }
 
 /**
@@ -24,7 +24,7 @@ export async function probeImage(sftp: SFTPWrapper, path: string, size: number):
   const data = offsets.map(() => randomBytes(PROBE));
   for (const [i, at] of offsets.entries()) {
     await writeRange(sftp, path, at, data[i]!).catch((e: Error) => {
-      throw cannot(`refuses a write at an offset (${e.message})`);
+      throw cannot(`refuses a write at an offset (${e.message})`, e);
     });
   }
   // Read back through a handle opened for writing, as the userspace engine opens the image.

@@ -34,7 +34,7 @@ export function call<T>(fn: (cb: (err: SftpError | null | undefined, v: T) => vo
 /** Turns a permission problem into the message a user can act on; other errors pass through. */
 export function explain(e: unknown, path: string, doing: string): Error {
   if (isStatus(e, PERMISSION_DENIED)) {
-    return new LinkError(`permission denied on the remote while ${doing} ${path}; make the directory writable for the SSH user`);
+    return new LinkError(`permission denied on the remote while ${doing} ${path}; make the directory writable for the SSH user`, { cause: e });
   }
   return e as Error;
 }
@@ -76,7 +76,7 @@ export async function mkdirExclusive(sftp: SFTPWrapper, path: string, mode: numb
     if (isStatus(e, PERMISSION_DENIED)) throw explain(e, path, 'creating');
     if (await stat(sftp, path)) return false;
     // A read-only or full remote filesystem answers with a bare "failure"; the text is the server's.
-    throw new LinkError(`cannot create ${path} on the remote (${sanitize((e as Error).message)}); make the remote directory writable`);
+    throw new LinkError(`cannot create ${path} on the remote (${sanitize((e as Error).message)}); make the remote directory writable`, { cause: e });
   }
 }
 
@@ -191,7 +191,7 @@ export async function createImage(
   try {
     handle = await call<Buffer>((cb) => sftp.open(path, 'wx', opts.mode, cb));
   } catch (e) {
-    if (await stat(sftp, path)) throw new LinkError(`remote image ${path} already exists; pick another directory or remove it`);
+    if (await stat(sftp, path)) throw new LinkError(`remote image ${path} already exists; pick another directory or remove it`, { cause: e });
     throw explain(e, path, 'creating');
   }
   try {

@@ -15,7 +15,7 @@ export function setUploadLimitFlag(rate: string | undefined): void {
     try {
       parseLinkRate(rate);
     } catch (e) {
-      throw new UsageError(`--limit-upload ${rate}: ${(e as Error).message}`);
+      throw new UsageError(`--limit-upload ${rate}: ${(e as Error).message}`, { cause: e });
     }
   }
   flagRate = rate;

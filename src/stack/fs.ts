@@ -4,7 +4,7 @@ import { CheckFailedError, CommandError, UsageError } from '../errors.js';
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
 import { repairAfterCrash, repairKeepingUndo } from './fs-repair.js';
-import { findProcesses, isMounted, stopProcess } from './mounts.js';
+import { findProcesses, isMounted, stopProcess } from './mount/mounts.js';
 
 /**
  * ext4 without a journal (default) or ext2 (the seeds' layout). A journal

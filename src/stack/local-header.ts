@@ -1,4 +1,4 @@
-import type { BlockBackend } from './nbd-server.js';
+import type { BlockBackend } from './block/nbd-server.js';
 
 /**
  * Serves the LUKS header area from the local copy that was checked (or

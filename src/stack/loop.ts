@@ -1,6 +1,6 @@
 import { run } from '../exec.js';
-import type { Layer, Leftover } from './layer.js';
-import { baseName } from './mounts.js';
+import type { Layer, Leftover, LeftoverContext } from './layer.js';
+import { baseName } from './mount/mounts.js';
 
 interface LoopInfo {
   name: string;
@@ -48,7 +48,9 @@ export class LoopLayer implements Layer {
    * mount below is gone the kernel shows only the file's name (`/vault.img`),
    * so a recorded device counts if its backing file still has that name.
    */
-  static async findLeftovers(runDir: string, recorded: { device: string; backing: string }[] = []): Promise<Leftover[]> {
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
+    const runDir = ctx.paths.run;
+    const recorded = (ctx.previous?.opened ?? []).filter((o) => o.layer === 'loop').map((o) => ({ device: o.gave, backing: o.on }));
     const isOurs = (l: LoopInfo) => {
       const back = l['back-file'] ?? '';
       if (back.startsWith(`${runDir}/`)) return true;

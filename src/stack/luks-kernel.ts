@@ -3,8 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { AuthError, CommandError } from '../errors.js';
 import { run } from '../exec.js';
 import { leftoverMappings } from './dm-name.js';
-import type { Layer, Leftover } from './layer.js';
-import type { StackRecord } from './stack.js';
+import type { Layer, Leftover, LeftoverContext } from './layer.js';
 
 /**
  * The kernel LUKS engine (docs/design.md, "Layers and engines"): dm-crypt on the loop device of
@@ -32,7 +31,7 @@ export class KernelLuksLayer implements Layer {
     } catch (e) {
       // cryptsetup exits 2 when no key slot accepts the passphrase.
       if (e instanceof CommandError && e.commandExitCode === 2) {
-        throw new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was written');
+        throw new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was written', { cause: e });
       }
       throw e;
     }
@@ -48,9 +47,9 @@ export class KernelLuksLayer implements Layer {
     if (this.opened) await closeMapping(this.mapping);
   }
 
-  static async findLeftovers(vault: string, stateDir: string, previous?: StackRecord): Promise<Leftover[]> {
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
     const existing = await readdir('/dev/mapper').catch(() => [] as string[]);
-    return leftoverMappings(existing, vault, stateDir, previous).map((name) => ({
+    return leftoverMappings(existing, ctx.vault, ctx.paths.state, ctx.previous).map((name) => ({
       layer: 'luks-kernel',
       what: `dm-crypt mapping /dev/mapper/${name}`,
       teardown: () => closeMapping(name),

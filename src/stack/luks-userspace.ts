@@ -2,9 +2,9 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AuthError, UsageError } from '../errors.js';
 import { spawn, type Child } from '../exec.js';
-import { unmountFuse } from './fuse.js';
-import type { Layer, Leftover } from './layer.js';
-import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
+import { unmountFuse } from './mount/fuse.js';
+import type { Layer, Leftover, LeftoverContext } from './layer.js';
+import { findProcesses, isMounted, stopProcess, waitUntil } from './mount/mounts.js';
 import { handOver, withSecretFifo } from './secret-fifo.js';
 
 /** qemu's option syntax doubles commas inside values. */
@@ -42,7 +42,7 @@ export class UserspaceLuksLayer implements Layer {
       const imageOpts = [
         'driver=luks',
         'key-secret=sec0',
-        // The ciphertext comes from the image cache's NBD socket (image-cache.ts).
+        // The ciphertext comes from the image cache's NBD socket (block/image-cache.ts).
         'file.driver=nbd',
         'file.server.type=unix',
         `file.server.path=${optValue(ciphertextSocket)}`,
@@ -90,7 +90,8 @@ export class UserspaceLuksLayer implements Layer {
     await rm(this.socket, { force: true });
   }
 
-  static async findLeftovers(socket: string, plainMount: string): Promise<Leftover[]> {
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
+    const { nbdSocket: socket, plainMount } = ctx.paths;
     const out: Leftover[] = [];
     const fuses = await findProcesses((a) => a[0].endsWith('nbdfuse') && a.includes(socket));
     if ((await isMounted(plainMount)) || fuses.length) {

@@ -24,7 +24,7 @@ function pbkdfArgs(): string[] {
 /** cryptsetup exits 2 when no key slot accepts the passphrase. */
 function wrongPassphrase(e: unknown): Error {
   if (e instanceof CommandError && e.commandExitCode === 2) {
-    return new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was changed');
+    return new AuthError('wrong passphrase: no LUKS key slot of the vault opens with it; nothing was changed', { cause: e });
   }
   return e as Error;
 }

@@ -1,24 +1,26 @@
 import { readFile, rm } from 'node:fs/promises';
 import type { VaultPaths } from '../config/paths.js';
+import type { Engine } from './engines/engine.js';
+import { ENGINES } from './engines/index.js';
 import { FsLayer } from './fs.js';
-import type { Leftover } from './layer.js';
-import { LoopLayer } from './loop.js';
-import { KernelLuksLayer } from './luks-kernel.js';
-import { UserspaceLuksLayer } from './luks-userspace.js';
+import type { Leftover, LeftoverContext, LeftoverFinder } from './layer.js';
+import { layersTopFirst } from './layer-order.js';
+import { SshfsLayer } from './mount/sshfs.js';
 import { removeKeyLeftovers } from './secret-fifo.js';
-import { SshfsLayer } from './sshfs.js';
 import type { StackRecord } from './stack.js';
 
+const fsLeftovers: LeftoverFinder = { findLeftovers: (ctx) => FsLayer.findLeftovers(ctx.paths.fsMount) };
+
+/** Every kind of layer a run may leave, top first: the filesystem, each engine's layers, sshfs at the bottom. */
+export function leftoverFinders(engines: readonly Engine[] = ENGINES): LeftoverFinder[] {
+  return [fsLeftovers, ...layersTopFirst(engines.map((e) => e.layerKinds)), SshfsLayer];
+}
+
 /** Everything of this vault's that a dead run may have left, top of the stack first. */
-export async function findLeftovers(paths: VaultPaths, vault: string, previous?: StackRecord): Promise<Leftover[]> {
-  const loops = (previous?.opened ?? []).filter((o) => o.layer === 'loop').map((o) => ({ device: o.gave, backing: o.on }));
-  return [
-    ...(await FsLayer.findLeftovers(paths.fsMount)),
-    ...(await KernelLuksLayer.findLeftovers(vault, paths.state, previous)),
-    ...(await LoopLayer.findLeftovers(paths.run, loops)),
-    ...(await UserspaceLuksLayer.findLeftovers(paths.nbdSocket, paths.plainMount)),
-    ...(await SshfsLayer.findLeftovers(paths.remoteMount)),
-  ];
+export async function findLeftovers(ctx: LeftoverContext, finders: readonly LeftoverFinder[] = leftoverFinders()): Promise<Leftover[]> {
+  const out: Leftover[] = [];
+  for (const finder of finders) out.push(...(await finder.findLeftovers(ctx)));
+  return out;
 }
 
 export interface Recovery {
@@ -36,7 +38,7 @@ export async function recoverLeftovers(paths: VaultPaths, vault: string): Promis
     () => undefined,
   );
   const tornDown: string[] = [];
-  for (const leftover of await findLeftovers(paths, vault, previous)) {
+  for (const leftover of await findLeftovers({ paths, vault, previous })) {
     await leftover.teardown();
     tornDown.push(leftover.what);
   }

@@ -17,17 +17,13 @@ import { createImage, freeBytes, mkdirp, PRIVATE_DIR, PRIVATE_FILE, readRange, r
 import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import { parseRemote, type RemoteSpec } from '../remote/url.js';
-import { chooseEngine, type Engine } from './engine.js';
+import type { BlockStack, Engine } from './engines/engine.js';
+import { chooseEngine } from './engines/index.js';
 import { FsLayer } from './fs.js';
-import { ImageCacheLayer } from './image-cache.js';
-import type { Layer } from './layer.js';
-import { LoopLayer } from './loop.js';
+import { ImageCacheLayer } from './block/image-cache.js';
 import { isLuks1, luksHeaderBackup, PHDR_BYTES, phdrUuid } from './luks.js';
 import { formatHeader, readHeaderArea } from './luks-header.js';
-import { mappingName } from './dm-name.js';
-import { KernelLuksLayer } from './luks-kernel.js';
-import { UserspaceLuksLayer } from './luks-userspace.js';
-import { SshfsLayer } from './sshfs.js';
+import { SshfsLayer } from './mount/sshfs.js';
 import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { judge, type SeenState, type Verdict } from '../snapshot/rollback.js';
 import { completeSnapshots, readImageSequence, readLocalSequence, writeImageSequence } from '../snapshot/sequence.js';
@@ -68,7 +64,9 @@ export class VaultSession {
   conn: Connection | undefined;
   lock: RemoteLock | SharedLock | undefined;
   stack: Stack;
-  engine: Engine | undefined;
+  /** The chosen engine's name, for the run record. */
+  engine: string | undefined;
+  private blockEngine: Engine | undefined;
   /** The remote generation as this run found it, and as it leaves it: a writer replaces it before it writes. */
   generation: { found?: string; now?: string } = {};
   /** The userspace engine's image cache, once the decryption layers were made. */
@@ -106,7 +104,8 @@ export class VaultSession {
    * (init) the directory and the image file are made instead of checked.
    */
   async connect(create?: { size: number; preallocate: boolean }): Promise<void> {
-    this.engine = (await chooseEngine(this.o.config.engine)).engine;
+    this.blockEngine = (await chooseEngine(this.o.config.engine)).engine;
+    this.engine = this.blockEngine.name;
     await mkdir(this.o.paths.run, { recursive: true, mode: 0o700 });
     this.conn = await connect({
       remote: this.remote,
@@ -268,38 +267,38 @@ export class VaultSession {
   }
 
   /** The LUKS engine's layers, below the filesystem. */
-  decryptionLayers(): Layer[] {
+  private decryptionLayers(): BlockStack {
     const p = this.o.paths;
-    if (this.engine === 'kernel') {
-      const headerFile = this.header ? p.headerBackup : undefined;
-      return [new LoopLayer(this.o.readOnly), new KernelLuksLayer(mappingName(this.o.config.name, this.o.paths.state), this.o.passphrase, this.o.readOnly, headerFile)];
-    }
-    const cache = (this.imageCache = new ImageCacheLayer({
+    const block = this.blockEngine!.blockStack({
+      paths: p,
+      vault: this.o.config.name,
       conn: this.conn!,
-      imagePath: this.imagePath,
+      image: { mounted: join(p.remoteMount, this.o.config.image), remote: this.imagePath },
+      passphrase: this.o.passphrase,
+      readOnly: this.o.readOnly,
       phdr: this.phdr,
       header: this.header,
-      socket: p.imageSocket,
-      cacheDir: p.blockCache,
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
-      maxBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
-      readOnly: this.o.readOnly,
+      cacheBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
       command: this.o.command,
       notice: this.o.notice,
-    }));
-    return [
-      cache,
-      new UserspaceLuksLayer(p.run, p.nbdSocket, p.plainMount, this.o.passphrase, this.o.readOnly),
-      // Direct I/O: the decrypted file is not cached a second time under the filesystem's own cache (bench/traffic throughput row).
-      new LoopLayer(this.o.readOnly, true),
-    ];
+    });
+    this.imageCache = block.layers.find((l): l is ImageCacheLayer => l instanceof ImageCacheLayer);
+    return block;
+  }
+
+  /** Pushes the engine's layers; returns the plaintext block device. */
+  async openDecryption(): Promise<string> {
+    const block = this.decryptionLayers();
+    // The first decryption layer opens the image (inside the sshfs mount, or on the remote), not the mount itself.
+    this.stack.setTop(block.on);
+    for (const layer of block.layers) await this.stack.push(layer);
+    return this.stack.top;
   }
 
   /** Decrypt and mount: the engine's layers, then the filesystem (repaired under audit if it is not clean). */
   async open(): Promise<string> {
-    // The first decryption layer opens the image file inside the sshfs mount, not the mount itself.
-    this.stack.setTop(join(this.o.paths.remoteMount, this.o.config.image));
-    for (const layer of this.decryptionLayers()) await this.stack.push(layer);
+    await this.openDecryption();
     const mount = await this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice, this.o.paths.pushRepairUndo));
     await this.guardRollback(!this.o.readOnly);
     return mount;

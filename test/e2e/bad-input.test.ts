@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { execa } from 'execa';
-import { readFile, writeFile, mkdtemp, rm, copyFile, open } from 'node:fs/promises';
+import { readFile, writeFile, mkdtemp, rm, copyFile, open, mkdir, readdir, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +153,25 @@ describe('bad input', () => {
     } finally {
       await execa('chattr', ['-i', remoteDir]);
     }
+  });
+
+  /** A PATH with every program of this one but `tool`. */
+  async function pathWithout(tool: string): Promise<string> {
+    const dir = join(scratch, `path-without-${tool}`);
+    await mkdir(dir, { recursive: true });
+    for (const d of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+      for (const f of await readdir(d).catch(() => [] as string[])) {
+        // The first directory of PATH that has a program wins, as it does for a shell.
+        if (f !== tool) await symlink(join(d, f), join(dir, f)).catch(() => {});
+      }
+    }
+    return dir;
+  }
+
+  it('sshfs not installed: exit 2 naming the package', async () => {
+    const r = await expectUntouched(async () => ws.sv(['push', 'bad'], { env: { PATH: await pathWithout('sshfs') } }));
+    expect(r.exitCode, r.stderr).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/sshfs could not be started .*apt-get install sshfs/);
   });
 
   it('image not LUKS: exit 2 pointing at the header backup; missing image: exit 2', async () => {

@@ -7,7 +7,7 @@ import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
 import { forceCleanup, leftovers } from '../helpers/cleanup.js';
 import { compareTrees } from '../helpers/independent.js';
 import { startSshd, type SshdFixture } from '../helpers/sshd.js';
-import { deviceMapperStatus } from '../../src/stack/engine.js';
+import { deviceMapperStatus } from '../../src/stack/engines/kernel.js';
 
 // The product's own probe decides, so the test skips exactly where `init --engine kernel` would refuse.
 const DM = await deviceMapperStatus();

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlockCache, CHUNK_UNITS, UNIT } from '../../src/stack/block-cache.js';
+import { BlockCache, CHUNK_UNITS, UNIT } from '../../src/stack/block/block-cache.js';
 
 const CHUNK = CHUNK_UNITS * UNIT;
 const IMAGE = 64 * CHUNK;

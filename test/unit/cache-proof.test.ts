@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlockCache, CHUNK_UNITS, UNIT } from '../../src/stack/block-cache.js';
-import { proveCache, SAMPLE_UNITS } from '../../src/stack/cache-proof.js';
-import type { RemoteImage } from '../../src/stack/cached-image.js';
+import { BlockCache, CHUNK_UNITS, UNIT } from '../../src/stack/block/block-cache.js';
+import { proveCache, SAMPLE_UNITS } from '../../src/stack/block/cache-proof.js';
+import type { RemoteImage } from '../../src/stack/block/cached-image.js';
 
 const SIZE = 4 << 20;
 /** A LUKS1 payload at 1 MiB: the superblock's ciphertext is at 1 MiB + 1 KiB. */

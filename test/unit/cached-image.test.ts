@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BlockCache, CHUNK_UNITS, UNIT } from '../../src/stack/block-cache.js';
-import { CachedImage, READ_FILL_MAX, type RemoteImage } from '../../src/stack/cached-image.js';
+import { BlockCache, CHUNK_UNITS, UNIT } from '../../src/stack/block/block-cache.js';
+import { CachedImage, READ_FILL_MAX, type RemoteImage } from '../../src/stack/block/cached-image.js';
 
 /** An image in memory that counts what crosses "the wire" and can hold reads back. */
 class MemoryImage implements RemoteImage {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LocalHeader } from '../../src/stack/local-header.js';
-import type { BlockBackend } from '../../src/stack/nbd-server.js';
+import type { BlockBackend } from '../../src/stack/block/nbd-server.js';
 
 /** An image whose bytes are all 0xee, recording every read and write that reaches it. */
 function image(size: number) {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NbdServer, type BlockBackend } from '../../src/stack/nbd-server.js';
+import { NbdServer, type BlockBackend } from '../../src/stack/block/nbd-server.js';
 
 /** The protocol against real clients: qemu's (what the userspace engine uses) and libnbd's. */
 class Memory implements BlockBackend {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { fingerprint, hostKeyAlgorithms, hostPattern, judgeHostKey, keyType } from '../../src/remote/known-hosts.js';
 import { TrafficMeter } from '../../src/remote/traffic.js';
 import { emptyCatalog, reconcile, upsert } from '../../src/snapshot/catalog.js';
-import { parseMountinfo } from '../../src/stack/mounts.js';
+import { parseMountinfo } from '../../src/stack/mount/mounts.js';
 import { isLuks1, phdrUuid } from '../../src/stack/luks.js';
 import { parseRuns } from '../../src/snapshot/runs.js';
 

@@ -1,5 +1,5 @@
-import { run } from '../exec.js';
-import type { Layer, Leftover } from './layer.js';
+import { run } from '../../exec.js';
+import type { Layer, Leftover, LeftoverContext } from '../layer.js';
 import { isMounted } from './mounts.js';
 
 /** Browsing never writes, and what it shows must not act on this machine (set-uid programs, device nodes). */
@@ -37,8 +37,10 @@ export class BindLayer implements Layer {
     this.mounted = false;
   }
 
-  static async findLeftovers(target: string): Promise<Leftover[]> {
-    if (!(await isMounted(target))) return [];
+  /** The user's mountpoint is not among the vault's paths: only a mount record names it. */
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
+    const target = ctx.mountpoint;
+    if (!target || !(await isMounted(target))) return [];
     return [{ layer: 'bind', what: `snapshot mount ${target}`, teardown: () => unbind(target) }];
   }
 }

@@ -1,16 +1,16 @@
 import type { SFTPWrapper } from 'ssh2';
 import { rm } from 'node:fs/promises';
-import type { VaultFullError } from '../errors.js';
-import type { Connection } from '../remote/connection.js';
-import { remoteFullError } from '../remote/full.js';
-import { call, readInto } from '../remote/sftp.js';
-import { debug } from '../log.js';
+import type { VaultFullError } from '../../errors.js';
+import type { Connection } from '../../remote/connection.js';
+import { remoteFullError } from '../../remote/full.js';
+import { call, readInto } from '../../remote/sftp.js';
+import { debug } from '../../log.js';
 import { BlockCache } from './block-cache.js';
 import { proveCache, type CacheProof } from './cache-proof.js';
 import { CachedImage, type CacheCounters, type RemoteImage } from './cached-image.js';
-import type { Layer } from './layer.js';
-import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from './luks.js';
-import { LocalHeader } from './local-header.js';
+import type { Layer } from '../layer.js';
+import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from '../luks.js';
+import { LocalHeader } from '../local-header.js';
 import { NbdServer } from './nbd-server.js';
 
 /** SFTP requests per piece: large requests are split and sent at once rather than one after another. */
@@ -90,8 +90,6 @@ function pieces(length: number): [number, number][] {
 
 export interface ImageCacheOptions {
   conn: Connection;
-  /** The image's path on the remote, as SFTP sees it. */
-  imagePath: string;
   /** Its LUKS header if the session has read it already; read here otherwise. */
   phdr?: Buffer;
   /** The header area as checked against (or made from) the local backup: served from here, never read from the remote. */
@@ -132,10 +130,11 @@ export class ImageCacheLayer implements Layer {
     return this.backend?.counters;
   }
 
-  async open(): Promise<string> {
+  /** Opens the image at `imagePath`, its path on the remote as SFTP sees it. */
+  async open(imagePath: string): Promise<string> {
     const o = this.o;
     const sftp = await o.conn.openSftp();
-    this.image = await SftpImage.open(sftp, o.imagePath, o.readOnly, (e) => remoteFullError(sftp, o.imagePath, o.conn.target, o.command, e));
+    this.image = await SftpImage.open(sftp, imagePath, o.readOnly, (e) => remoteFullError(sftp, imagePath, o.conn.target, o.command, e));
     const phdr = o.header ?? o.phdr ?? (await this.image.read(0, Math.min(PHDR_BYTES, this.image.size)));
     // Not a LUKS1 image: qemu-nbd refuses it with its own message, and there is nothing to cache.
     const luks = isLuks1(phdr);

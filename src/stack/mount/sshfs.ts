@@ -1,11 +1,12 @@
 import { mkdir } from 'node:fs/promises';
-import type { Connection } from '../remote/connection.js';
-import { LinkError } from '../errors.js';
-import { countSftpPackets } from '../remote/stall-watch.js';
-import { spawn, type Child } from '../exec.js';
+import type { Connection } from '../../remote/connection.js';
+import { UsageError } from '../../errors.js';
+import { countSftpPackets } from '../../remote/stall-watch.js';
+import { spawn, type Child } from '../../exec.js';
 import { unmountFuse } from './fuse.js';
-import type { Layer, Leftover } from './layer.js';
+import type { Layer, Leftover, LeftoverContext } from '../layer.js';
 import { findProcesses, isMounted, stopProcess, waitUntil } from './mounts.js';
+import { sshfsFailure } from './sshfs-failure.js';
 
 /**
  * sshfs in passive mode speaks SFTP on its stdin/stdout, which we connect to
@@ -28,7 +29,9 @@ export class SshfsLayer implements Layer {
 
   async open(): Promise<string> {
     await mkdir(this.mountpoint, { recursive: true, mode: 0o700 });
-    if (await isMounted(this.mountpoint)) throw new Error(`${this.mountpoint} is already mounted; run 'sshvault recover'`);
+    if (await isMounted(this.mountpoint)) {
+      throw new UsageError(`${this.mountpoint} is already mounted; unmount it or run 'sshvault recover'`);
+    }
     const channel = await this.conn.sftpChannel();
     const opts = ['passive', ...(this.readOnly ? ['ro'] : [])].join(',');
     const child = spawn('sshfs', ['-f', '-o', opts, `sshvault:${this.remoteDir}`, this.mountpoint], { stdin: 'pipe', stdout: 'pipe' });
@@ -57,7 +60,9 @@ export class SshfsLayer implements Layer {
     if (!mounted || !child.running()) {
       cut();
       child.process.kill('SIGKILL');
-      throw new LinkError(`sshfs could not mount ${this.remoteDir}: ${child.stderr().trim().split('\n').pop() || 'timed out'}`);
+      const started = child.pid !== undefined;
+      const cause = started ? undefined : (await child.process).cause;
+      throw sshfsFailure(this.remoteDir, { started, stderr: child.stderr(), cause });
     }
     return this.mountpoint;
   }
@@ -70,7 +75,8 @@ export class SshfsLayer implements Layer {
     await unmountFuse(this.mountpoint, this.child, this.conn.lost ? 5000 : 60_000);
   }
 
-  static async findLeftovers(mountpoint: string): Promise<Leftover[]> {
+  static async findLeftovers(ctx: LeftoverContext): Promise<Leftover[]> {
+    const mountpoint = ctx.paths.remoteMount;
     const out: Leftover[] = [];
     const procs = await findProcesses((a) => a[0].endsWith('sshfs') && a.includes(mountpoint));
     if ((await isMounted(mountpoint)) || procs.length) {

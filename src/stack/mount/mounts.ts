@@ -1,5 +1,5 @@
 import { readFile, readdir, writeFile } from 'node:fs/promises';
-import { run } from '../exec.js';
+import { run } from '../../exec.js';
 
 /**
  * What the kernel says is mounted. Read from /proc/self/mountinfo rather than

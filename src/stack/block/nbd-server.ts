@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
-import { debug } from '../log.js';
+import { debug } from '../../log.js';
 
 /**
  * What the NBD server serves: a byte range with reads, writes and a flush.

@@ -1,6 +1,6 @@
-import { run } from '../exec.js';
-import type { Child } from '../exec.js';
-import { debug } from '../log.js';
+import { run } from '../../exec.js';
+import type { Child } from '../../exec.js';
+import { debug } from '../../log.js';
 import { abortFuse, isMounted, waitUntil } from './mounts.js';
 
 /**

@@ -1,18 +1,9 @@
-import type { EngineChoice } from '../config/vault-config.js';
-import { CommandError, UsageError } from '../errors.js';
-import { run } from '../exec.js';
-
-export type Engine = 'kernel' | 'userspace';
-
-export interface EngineDecision {
-  engine: Engine;
-  reason: string;
-}
-
-export interface DeviceMapperStatus {
-  ok: boolean;
-  reason: string;
-}
+import { CommandError } from '../../errors.js';
+import { run } from '../../exec.js';
+import { mappingName } from '../dm-name.js';
+import { LoopLayer } from '../loop.js';
+import { KernelLuksLayer } from '../luks-kernel.js';
+import type { BlockContext, BlockStack, Engine, EngineProbe } from './engine.js';
 
 /** What a probe command said: its first line of complaint, which names the cause ("open failed: No such device"). */
 async function attempt(file: string, args: string[]): Promise<{ ok: boolean; stdout: string; words: string }> {
@@ -34,7 +25,7 @@ function listsCrypt(targets: string): boolean {
  * for /dev/mapper/control: that node exists on machines whose kernel has no
  * device-mapper driver behind it.
  */
-export async function deviceMapperStatus(): Promise<DeviceMapperStatus> {
+export async function deviceMapperStatus(): Promise<EngineProbe> {
   const version = await attempt('dmsetup', ['version']);
   if (!version.ok) {
     if (/could not start/.test(version.words)) {
@@ -50,12 +41,17 @@ export async function deviceMapperStatus(): Promise<DeviceMapperStatus> {
   return { ok: false, reason: `device-mapper works but the dm-crypt target is missing (modprobe dm_crypt: ${load.words || 'loaded, but no crypt target'})` };
 }
 
-export async function chooseEngine(choice: EngineChoice): Promise<EngineDecision> {
-  if (choice === 'userspace') return { engine: 'userspace', reason: 'chosen with --engine userspace' };
-  const dm = await deviceMapperStatus();
-  if (choice === 'kernel') {
-    if (!dm.ok) throw new UsageError(`the kernel engine cannot run here: ${dm.reason}; use --engine userspace`);
-    return { engine: 'kernel', reason: 'chosen with --engine kernel' };
-  }
-  return dm.ok ? { engine: 'kernel', reason: dm.reason } : { engine: 'userspace', reason: `${dm.reason}, so qemu-nbd's LUKS driver does the decryption` };
-}
+/** dm-crypt on a loop device of the image file inside the sshfs mount. */
+export const kernelEngine = {
+  name: 'kernel',
+  probe: deviceMapperStatus,
+  blockStack(ctx: BlockContext): BlockStack {
+    // With the local header backup, cryptsetup takes the key material from it rather than from the remote.
+    const headerFile = ctx.header ? ctx.paths.headerBackup : undefined;
+    return {
+      on: ctx.image.mounted,
+      layers: [new LoopLayer(ctx.readOnly), new KernelLuksLayer(mappingName(ctx.vault, ctx.paths.state), ctx.passphrase, ctx.readOnly, headerFile)],
+    };
+  },
+  layerKinds: [KernelLuksLayer, LoopLayer],
+} satisfies Engine;
