@@ -7,7 +7,7 @@ import { checkVaultName, saveConfig, type VaultConfig } from '../config/vault-co
 import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
-import { chooseEngine } from '../stack/engines/index.js';
+import { chooseEngine, ENGINE_CHOICES } from '../stack/engines/index.js';
 import { FsLayer, makeFilesystem } from '../stack/fs.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
@@ -29,7 +29,7 @@ const builder = (y: CommandArgv) =>
   )
     .option('source', { type: 'string', array: true, describe: 'path to back up (repeatable)' })
     .option('exclude', { type: 'string', array: true, describe: 'rsync exclude pattern (repeatable)' })
-    .option('engine', { choices: ['auto', 'kernel', 'userspace'] as const, default: 'auto' as const })
+    .option('engine', { choices: ENGINE_CHOICES, default: 'auto' })
     .option('fs', { choices: ['ext4', 'ext2'] as const, default: 'ext4' as const, describe: 'ext4 without journal, or ext2' })
     .option('preallocate', { type: 'boolean', describe: 'write every byte of the image now (uploads its full size)' })
     .example('$0 init laptop --remote ssh://me@box.example.net/srv/backup --size 200G --source /home/me --passphrase-command "pass show backup"', 'a 200 GiB vault for /home/me');

@@ -4,9 +4,11 @@ import { UsageError } from '../errors.js';
 import { configDir, vaultPaths } from './paths.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { parseDuration, parseLinkRate } from '../ui/format.js';
+import { ENGINE_CHOICES } from '../stack/engines/index.js';
 
 export type FsType = 'ext4' | 'ext2';
-export type EngineChoice = 'auto' | 'kernel' | 'userspace';
+/** `auto` or an engine's name (`ENGINE_CHOICES`). */
+export type EngineChoice = string;
 
 /** One human-editable JSON file per vault (docs/design.md, "Local state"). */
 export interface VaultConfig {
@@ -91,7 +93,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
   const fs = str('fs');
   if (fs !== 'ext4' && fs !== 'ext2') fail(file, `'fs' must be ext4 or ext2`);
   const engine = str('engine');
-  if (engine !== 'auto' && engine !== 'kernel' && engine !== 'userspace') fail(file, `'engine' must be auto, kernel or userspace`);
+  if (engine === undefined || !ENGINE_CHOICES.includes(engine)) fail(file, `'engine' must be ${ENGINE_CHOICES.slice(0, -1).join(', ')} or ${ENGINE_CHOICES.at(-1)}`);
   if (c.cacheBytes !== undefined && (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes < 0)) {
     fail(file, `'cacheBytes' must be a number of bytes (0 turns the block cache off)`);
   }

@@ -6,6 +6,9 @@ import { userspaceEngine } from './userspace.js';
 /** Every engine, the one `auto` prefers first. */
 export const ENGINES: readonly Engine[] = [kernelEngine, userspaceEngine];
 
+/** What `--engine` accepts. */
+export const ENGINE_CHOICES: readonly string[] = ['auto', ...ENGINES.map((e) => e.name)];
+
 export interface EngineDecision {
   engine: Engine;
   reason: string;
@@ -19,7 +22,7 @@ export interface EngineDecision {
 export async function chooseEngine(choice: string, engines: readonly Engine[] = ENGINES): Promise<EngineDecision> {
   if (choice !== 'auto') {
     const engine = engines.find((e) => e.name === choice);
-    if (!engine) throw new UsageError(`there is no engine '${choice}'; use ${['auto', ...engines.map((e) => e.name)].join(', ')}`);
+    if (!engine) throw new UsageError(`there is no engine '${choice}'; use ${ENGINE_CHOICES.join(', ')}`);
     const probe = await engine.probe();
     if (!probe.ok) {
       const others = engines.filter((e) => e !== engine).map((e) => `--engine ${e.name}`);
