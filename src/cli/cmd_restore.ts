@@ -4,14 +4,15 @@ import { vaultPaths } from '../config/paths.js';
 import { checkVaultDirs } from '../config/private-dirs.js';
 import { checkVaultName, type VaultConfig } from '../config/vault-config.js';
 import { ExitCode, SshvaultError, UsageError } from '../errors.js';
-import { lastLine, spawn } from '../exec.js';
+import { lastLine } from '../exec.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
 import { readCatalog } from '../snapshot/catalog.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import { latestComplete } from '../snapshot/order.js';
-import { parseProgress2, parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
+import { restoreArgs, runRsync, type RsyncRun } from '../snapshot/rsync.js';
+import { parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
 import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
@@ -176,33 +177,21 @@ export async function cmdRestore(a: RestoreArgs): Promise<number> {
   });
 }
 
-/** rsync -aHAX --numeric-ids from the read-only snapshot: everything push kept, owners as the numbers they were. */
+/** Copies out of the snapshot with the one rsync runner; a partial copy names what it missed. */
 async function restoreRsync(from: string, to: string, signal: AbortSignal, showProgress: boolean): Promise<RsyncStats> {
   const bar = new SyncProgressBar(showProgress);
-  const child = spawn('rsync', ['-aHAX', '--numeric-ids', '--stats', '--info=progress2', from, to], { stdout: 'pipe' });
-  const onAbort = () => child.process.kill('SIGTERM');
-  signal.addEventListener('abort', onAbort, { once: true });
-  let out = '';
-  let pending = '';
-  child.process.stdout!.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    out += text;
-    const lines = (pending + text).split(/[\r\n]/);
-    pending = lines.pop() ?? '';
-    for (const line of lines) {
-      const p = parseProgress2(line);
-      if (p) bar.update({ bytes: p.bytes, percent: p.percent, rate: p.rate, files: p.xfr });
-    }
-  });
-  const { exitCode } = await child.exited;
-  bar.stop();
-  signal.removeEventListener('abort', onAbort);
-  if (signal.aborted) throw signal.reason;
-  if (exitCode === 0) return parseRsyncStats(out);
-  const problems = child.stderr().split('\n').filter((l) => l.startsWith('rsync:'));
+  let done: RsyncRun;
+  try {
+    done = await runRsync(restoreArgs(from, to), signal, (p) => bar.update(p));
+  } finally {
+    bar.stop();
+  }
+  const { exitCode, stdout, stderr } = done;
+  if (exitCode === 0) return parseRsyncStats(stdout);
+  const problems = stderr.split('\n').filter((l) => l.startsWith('rsync:'));
   for (const p of problems.slice(0, 20)) warn(p);
   if (problems.length > 20) warn(`... and ${problems.length - 20} more`);
   // 23 and 24: the rest was restored, but not everything.
-  const what = exitCode === 23 || exitCode === 24 ? 'could not restore everything (see the warnings above)' : `failed (exit ${exitCode}): ${lastLine(child.stderr())}`;
+  const what = exitCode === 23 || exitCode === 24 ? 'could not restore everything (see the warnings above)' : `failed (exit ${exitCode}): ${lastLine(stderr)}`;
   throw new SshvaultError(`rsync ${what}; check that ${to} is writable and has room`, ExitCode.unexpected);
 }
