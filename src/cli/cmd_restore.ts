@@ -7,7 +7,7 @@ import { ExitCode, SshvaultError, UsageError } from '../errors.js';
 import { lastLine } from '../exec.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
-import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
+import { readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
 import { readCatalog } from '../snapshot/catalog.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import { latestComplete } from '../snapshot/order.js';
@@ -17,7 +17,8 @@ import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
+import { withReader } from '../session/open.js';
+import { exclusive, openContext, passphraseFor, type GlobalArgs, type VaultContext } from './common.js';
 import { entryInSnapshot } from './restore-path.js';
 
 export interface RestoreArgs extends GlobalArgs {
@@ -144,22 +145,22 @@ export async function cmdRestore(a: RestoreArgs): Promise<number> {
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, ctx.config);
     let stats: RsyncStats | undefined;
-    const run = await meteredSession(
+    const run = await withReader(
       ctx,
-      { command: 'restore', readOnly: true, passphrase, mountFs: true, skipHeaderCheck: !!a.remote, noLocalState: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
-      async (session, meter, signal, facts) => {
-        meter.begin('restore');
-        const layout = imageLayout(session.o.paths.fsMount);
+      { command: 'restore', passphrase, fromFlags: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
+      async (vault) => {
+        vault.phase('restore');
+        const layout = vault.layout;
         await readVaultMeta(layout);
         const name = await resolveSnapshot(layout, snapshot);
-        facts.snapshot = name;
+        vault.facts.snapshot = name;
         const from = join(layout.snapshots, name, path);
         const kind = await entryInSnapshot(join(layout.snapshots, name), path);
         if (kind === 'missing') throw new UsageError(`${path} is not in snapshot ${name}; 'sshvault mount' lets you look around`);
         const { rsyncFrom, rsyncTo } = await restoreTarget(kind === 'dir', from.replace(/\/+$/, ''), dest, !!a.force);
         await mkdir(kind === 'dir' ? dest : dirname(dest), { recursive: true });
-        stats = await restoreRsync(rsyncFrom, rsyncTo, signal, !a.json);
-        facts.changedBytes = stats.transferredFileSize;
+        stats = await restoreRsync(rsyncFrom, rsyncTo, vault.signal, !a.json);
+        vault.facts.changedBytes = stats.transferredFileSize;
       },
     );
     if (run.error) throw run.error;
