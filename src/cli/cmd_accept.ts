@@ -1,10 +1,11 @@
 import { UsageError } from '../errors.js';
 import { emptyCatalog, readCatalog, reconcile, writeCatalog } from '../snapshot/catalog.js';
-import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { readImageSequence, readLocalSequence } from '../snapshot/sequence.js';
 import { info } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { withReader } from '../session/open.js';
+import { exclusive, openContext, passphraseFor } from './common.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -30,15 +31,15 @@ export async function cmdAccept(a: AcceptArgs): Promise<number> {
   return exclusive(ctx, async () => {
     const before = await readLocalSequence(ctx.paths.sequenceFile);
     const passphrase = await passphraseFor(a, ctx.config);
-    const run = await meteredSession(ctx, { command: 'accept-remote', readOnly: true, passphrase, mountFs: true, acceptRemote: true }, async (session, meter) => {
-      meter.begin('read');
-      const layout = imageLayout(session.o.paths.fsMount);
+    const run = await withReader(ctx, { command: 'accept-remote', passphrase, acceptRemote: true }, async (vault) => {
+      vault.phase('read');
+      const layout = vault.layout;
       const meta = await readVaultMeta(layout);
       if (meta.vaultId !== ctx.config.vaultId) {
         throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.name}' (${ctx.config.vaultId}); refusing to take its state`);
       }
       const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
-      return { catalog: reconcile(onImage, await snapshotDirs(layout)), mark: await readImageSequence(layout), seen: session.seen!, verdict: session.verdict! };
+      return { catalog: reconcile(onImage, await snapshotDirs(layout)), mark: await readImageSequence(layout), seen: vault.seen!, verdict: vault.verdict! };
     });
     if (run.error) throw run.error;
     const { catalog, mark, seen, verdict } = run.value!;

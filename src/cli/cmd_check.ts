@@ -1,16 +1,17 @@
 import { CheckFailedError } from '../errors.js';
-import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { verifySnapshots, type VerifyResult } from '../snapshot/manifest.js';
 import { ByteProgressBar } from '../ui/progress.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import type { RunRecord } from '../snapshot/runs.js';
-import { FsLayer, forcedCheck, type FsckResult } from '../stack/fs.js';
+import { forcedCheck, type FsckResult } from '../stack/fs.js';
 import { undoRepair } from '../stack/fs-repair.js';
-import { info, notice, warn } from '../ui/console.js';
+import { info, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { withDecrypted } from '../session/open.js';
 import { resolveSnapshot } from '../snapshot/resolve.js';
-import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { exclusive, openContext, passphraseFor } from './common.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -45,17 +46,15 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
     let verify: VerifyResult | undefined;
     let undone = false;
     const writes = !!a.repair || !!a.undoRepair;
-    const run = await meteredSession(ctx, { command: 'check', readOnly: !writes, passphrase, mountFs: false, freshCache: true, trustRemoteHeader: a.trustRemoteHeader }, async (session, meter, _signal, facts) => {
-      meter.begin('open');
-      await session.openDecryption();
+    const run = await withDecrypted(ctx, { command: 'check', passphrase, trustRemoteHeader: a.trustRemoteHeader }, writes ? 'repair' : 'read', async (vault) => {
       if (a.undoRepair) {
-        meter.begin('undo');
-        await undoRepair(session.stack.top, ctx.paths.checkRepairUndo);
+        vault.phase('undo');
+        await undoRepair(vault.device, ctx.paths.checkRepairUndo);
         undone = true;
         return;
       }
-      meter.begin('fsck');
-      fsck = await forcedCheck(session.stack.top, a.repair ? ctx.paths.checkRepairUndo : undefined);
+      vault.phase('fsck');
+      fsck = await forcedCheck(vault.device, a.repair ? ctx.paths.checkRepairUndo : undefined);
       if (!fsck.clean) {
         throw new CheckFailedError(
           a.repair
@@ -64,16 +63,13 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
         );
       }
       if (a.verifyData === undefined) return;
-      meter.begin('verify');
-      // Read-only even after a repair: verifying must not change what it verifies.
-      await session.stack.push(new FsLayer(ctx.paths.fsMount, ctx.config.fs, true, notice, ctx.paths.pushRepairUndo));
-      await session.guardRollback(false);
-      const layout = imageLayout(ctx.paths.fsMount);
+      vault.phase('verify');
+      const layout = await vault.mountReadOnly();
       await readVaultMeta(layout);
       const names = a.verifyData
         ? [await resolveSnapshot(layout, a.verifyData)]
         : (await snapshotDirs(layout)).map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null && !r.partial).map((r) => r.name);
-      if (names.length === 1) facts.snapshot = names[0];
+      if (names.length === 1) vault.facts.snapshot = names[0];
       const bar = new ByteProgressBar('verify', !a.json);
       try {
         verify = await verifySnapshots(layout, names, { total: (b) => bar.start(b), read: (b) => bar.add(b) });

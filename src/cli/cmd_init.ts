@@ -8,15 +8,14 @@ import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { chooseEngine, ENGINE_CHOICES } from '../stack/engines/index.js';
-import { FsLayer, makeFilesystem } from '../stack/fs.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
-import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
-import { writeImageSequence } from '../snapshot/sequence.js';
+import { FORMAT_VERSION, writeInitialLayout } from '../snapshot/layout.js';
 import { info } from '../ui/console.js';
 import { formatBytes, parseSize } from '../ui/format.js';
 import { renderRunsTable, DEFAULT_LINK } from '../ui/runs-view.js';
+import { createVault } from '../session/open.js';
 import { IMAGE_FILE } from '../remote/layout.js';
-import { exclusive, meteredSession, passphraseFor } from './common.js';
+import { exclusive, passphraseFor } from './common.js';
 import { action } from './action.js';
 import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -89,28 +88,10 @@ export async function cmdInit(a: InitArgs): Promise<number> {
   const ctx = { name, config, paths };
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, {}, true);
-    const run = await meteredSession(
-      ctx,
-      { command: 'init', readOnly: false, passphrase, mountFs: false, create: { size, preallocate: !!a.preallocate }, acceptNewHostKey: a.acceptNewHostKey },
-      async (session, meter) => {
-        meter.begin('format');
-        try {
-          await session.formatImage(size);
-          await session.openDecryption();
-          await makeFilesystem(session.stack.top, config.fs);
-          await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}, paths.pushRepairUndo));
-          const layout = imageLayout(paths.fsMount);
-          await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
-          await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));
-          await writeImageSequence(layout, { counter: 1, runId: session.runId, at: new Date().toISOString() });
-          session.seen = { counter: 1, snapshots: [] };
-          await session.fsLayer()!.flush();
-        } catch (e) {
-          // Asked now: closing the session removes the half-made image, which frees the space.
-          throw (await session.fullError(e)) ?? e;
-        }
-      },
-    );
+    const run = await createVault(ctx, { command: 'init', passphrase, size, preallocate: !!a.preallocate, acceptNewHostKey: a.acceptNewHostKey }, async ({ layout }) => {
+      await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
+      await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));
+    });
     if (run.error) throw run.error;
     await saveConfig(config);
     await writeCatalog(paths.catalogFile, emptyCatalog(config.vaultId));

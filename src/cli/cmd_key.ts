@@ -1,12 +1,12 @@
 import { rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { readNewPassphrase } from '../config/passphrase.js';
 import type { VaultPaths } from '../config/paths.js';
 import { AuthError, UsageError } from '../errors.js';
 import { activeSlots, backupPhdr, luksAddKey, luksChangeKey, luksHeaderBackup, luksKillSlot, phdrUuid, slotOf } from '../stack/luks.js';
 import { info, notice } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
-import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { withImageFile } from '../session/open.js';
+import { exclusive, openContext, passphraseFor } from './common.js';
 import { action } from './action.js';
 import { type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -58,12 +58,12 @@ export async function cmdKey(a: KeyArgs): Promise<number> {
     const secret = a.action === 'add' || a.action === 'change' ? await readNewPassphrase({ file: a.newPassphraseFile, command: a.newPassphraseCommand }) : undefined;
     if (secret !== undefined && secret === passphrase) throw new UsageError('the new passphrase is the one the vault already opens with; choose another');
     let said = '';
-    const run = await meteredSession(
+    const run = await withImageFile(
       ctx,
-      { command: `key ${a.action}`, readOnly: headerOnly, passphrase, mountFs: false, skipHeaderCheck: headerOnly, trustRemoteHeader: a.trustRemoteHeader },
-      async (_session, meter) => {
-        meter.begin('key');
-        const image = join(ctx.paths.remoteMount, ctx.config.image);
+      { command: `key ${a.action}`, passphrase, write: !headerOnly, headerUnchecked: headerOnly, trustRemoteHeader: a.trustRemoteHeader },
+      async (vault) => {
+        vault.phase('key');
+        const image = vault.file;
         if (headerOnly) {
           said = await backupHeader(image, ctx.paths);
           return;

@@ -1,11 +1,12 @@
 import { paint } from '../ui/color.js';
 import { emptyCatalog, readCatalog, reconcile, writeCatalog, type Catalog } from '../snapshot/catalog.js';
-import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { info } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { renderTable } from '../ui/table.js';
 import { formatTime } from '../ui/time.js';
-import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { withReader } from '../session/open.js';
+import { exclusive, openContext, passphraseFor } from './common.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -27,9 +28,9 @@ export async function cmdList(a: ListArgs): Promise<number> {
   if (a.refresh) {
     catalog = await exclusive(ctx, async () => {
       const passphrase = await passphraseFor(a, ctx.config);
-      const run = await meteredSession(ctx, { command: 'list', readOnly: true, passphrase, mountFs: true }, async (session, meter) => {
-        meter.begin('read');
-        const layout = imageLayout(session.o.paths.fsMount);
+      const run = await withReader(ctx, { command: 'list', passphrase }, async (vault) => {
+        vault.phase('read');
+        const layout = vault.layout;
         await readVaultMeta(layout);
         const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(ctx.config.vaultId);
         return reconcile(onImage, await snapshotDirs(layout));

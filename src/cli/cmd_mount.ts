@@ -6,16 +6,16 @@ import { LockHeldError, SshvaultError, UsageError } from '../errors.js';
 import { spawnDaemon } from '../exec.js';
 import { isDebug } from '../log.js';
 import { pidAlive } from '../proc.js';
-import { imageLayout, readVaultMeta } from '../snapshot/layout.js';
+import { readVaultMeta } from '../snapshot/layout.js';
 import { parseSnapshotDir } from '../snapshot/naming.js';
 import { readRuns } from '../snapshot/runs.js';
-import { BindLayer } from '../stack/mount/bind.js';
-import { waitUntil } from '../stack/mount/mounts.js';
 import { info, notice } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { withReader } from '../session/open.js';
+import { waitUntil } from '../stack/mount/mounts.js';
 import { resolveSnapshot } from '../snapshot/resolve.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
+import { exclusive, openContext, passphraseFor, type VaultContext } from './common.js';
 import { mountLogFile, readMountRecord, removeMountRecord, writeMountRecord } from './mount-record.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
@@ -129,27 +129,26 @@ async function serveMount(ctx: VaultContext, a: MountArgs, mp: string, snapshot:
   return exclusive(ctx, async () => {
     const passphrase = a.passphraseStdin ? await readStdin() : await passphraseFor(a, ctx.config);
     try {
-      const run = await meteredSession(ctx, { command: 'mount', readOnly: true, passphrase, mountFs: true, untilSignal: true }, async (session, meter, signal, facts) => {
-        meter.begin('mount');
-        const layout = imageLayout(session.o.paths.fsMount);
+      const run = await withReader(ctx, { command: 'mount', passphrase, untilSignal: true }, async (vault) => {
+        vault.phase('mount');
+        const layout = vault.layout;
         await readVaultMeta(layout);
         const name = snapshot ? await resolveSnapshot(layout, snapshot) : undefined;
-        facts.snapshot = name;
-        session.stack.setTop(name ? join(layout.snapshots, name) : layout.snapshots);
-        await session.stack.push(new BindLayer(mp));
-        await writeMountRecord(ctx.paths, { pid: process.pid, runId: session.runId, mountpoint: mp, snapshot: name, started: new Date().toISOString(), phases: [...meter.phases] });
+        vault.facts.snapshot = name;
+        const bound = await vault.bind(name ? join(layout.snapshots, name) : layout.snapshots, mp);
+        await writeMountRecord(ctx.paths, { pid: process.pid, runId: vault.runId, mountpoint: mp, snapshot: name, started: new Date().toISOString(), phases: vault.finishedPhases() });
         notice(`Mounted at ${mp}; waiting for 'sshvault umount ${ctx.name}'.`);
         await new Promise<void>((done) => {
           const watch = setInterval(() => {
-            void session.stack.layer<BindLayer>('bind')?.alive().then((up) => up || finish());
+            void bound.alive().then((up) => up || finish());
           }, WATCH_MS);
           const finish = () => {
             clearInterval(watch);
             done();
           };
-          if (signal.aborted) finish();
-          signal.addEventListener('abort', finish, { once: true });
-          session.conn!.onLost(finish);
+          if (vault.signal.aborted) finish();
+          vault.signal.addEventListener('abort', finish, { once: true });
+          vault.onLinkLost(finish);
         });
       });
       if (run.error) throw run.error;

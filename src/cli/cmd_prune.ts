@@ -2,14 +2,14 @@ import { paint } from '../ui/color.js';
 import { UsageError } from '../errors.js';
 import { emptyCatalog, readCatalog, reconcile, writeCatalog, type Catalog } from '../snapshot/catalog.js';
 import { finishDeleting, finishLeftoverDeletions, markDeleting } from '../snapshot/deleting.js';
-import { imageLayout, readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
 import { planPrune, type PrunePlan } from '../snapshot/prune.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
-import { appendRun } from '../snapshot/runs.js';
 import { info, notice } from '../ui/console.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
 import { renderTable } from '../ui/table.js';
-import { exclusive, meteredSession, openContext, passphraseFor } from './common.js';
+import { withReader, withWriter, type VaultReader } from '../session/open.js';
+import { exclusive, openContext, passphraseFor, type VaultContext } from './common.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
 
@@ -49,6 +49,18 @@ function policyFrom(a: PruneArgs, configured: RetentionPolicy | undefined): Rete
   throw new UsageError("prune needs a policy: give --keep-last, --keep-daily, ... or set 'retention' in the vault's config file");
 }
 
+/** The image's catalog and what the policy keeps of its snapshots, refused if the image is another vault's. */
+async function readPlan(vault: VaultReader, ctx: VaultContext, policy: RetentionPolicy) {
+  vault.phase('prune');
+  const layout = vault.layout;
+  const meta = await readVaultMeta(layout);
+  if (meta.vaultId !== ctx.config.vaultId) {
+    throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.name}' (${ctx.config.vaultId}); refusing to delete anything`);
+  }
+  const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
+  return { layout, onImage, plan: planPrune(await snapshotDirs(layout), policy, onImage) };
+}
+
 export async function cmdPrune(a: PruneArgs): Promise<number> {
   const ctx = await openContext(a.vault);
   const policy = policyFrom(a, ctx.config.retention);
@@ -57,47 +69,32 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, ctx.config);
     let plan: PrunePlan | undefined;
-    const run = await meteredSession(ctx, { command: 'prune', readOnly: !!a.dryRun, passphrase, mountFs: true, trustRemoteHeader: a.trustRemoteHeader }, async (session, meter) => {
-      meter.begin('prune');
-      const layout = imageLayout(session.o.paths.fsMount);
-      const meta = await readVaultMeta(layout);
-      if (meta.vaultId !== ctx.config.vaultId) {
-        throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.name}' (${ctx.config.vaultId}); refusing to delete anything`);
-      }
-      const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
-      plan = planPrune(await snapshotDirs(layout), policy, onImage);
-      if (a.dryRun) return reconcile(onImage, await snapshotDirs(layout));
-      const alive = () => session.stack.assertAlive();
-      await finishLeftoverDeletions(layout, alive, notice);
-      await alive();
-      await markDeleting(layout, plan.remove.map((r) => r.dir));
-      const catalog = reconcile(onImage, await snapshotDirs(layout));
-      await writeCatalog(layout.catalog, catalog);
-      // The commit point: once the renames are on the remote, no run lists these snapshots again, whatever cuts the deletion.
-      await session.fsLayer()!.flush();
-      await alive();
-      await finishDeleting(layout, alive);
-      await session.noteSnapshots();
-      const done = meter.phases;
-      await appendRun(layout.runs, {
-        id: session.runId,
-        command: 'prune',
-        vault: ctx.name,
-        started: session.started.toISOString(),
-        finished: new Date().toISOString(),
-        ok: true,
-        exitCode: 0,
-        engine: session.engine,
-        fs: ctx.config.fs,
-        changedBytes: 0,
-        upBytes: done.reduce((t, p) => t + p.upBytes, 0),
-        downBytes: done.reduce((t, p) => t + p.downBytes, 0),
-        phases: done,
-      });
-      // Deleting is metadata writes: flushed here, so their upload counts in this phase.
-      await session.fsLayer()!.flush();
-      return catalog;
-    });
+    const opts = { command: 'prune', passphrase, trustRemoteHeader: a.trustRemoteHeader };
+    const run = a.dryRun
+      ? await withReader(ctx, opts, async (vault) => {
+          const read = await readPlan(vault, ctx, policy);
+          plan = read.plan;
+          return reconcile(read.onImage, await snapshotDirs(read.layout));
+        })
+      : await withWriter(ctx, opts, async (vault) => {
+          const { onImage, layout, plan: chosen } = await readPlan(vault, ctx, policy);
+          plan = chosen;
+          const alive = () => vault.assertAlive();
+          await finishLeftoverDeletions(layout, alive, notice);
+          await alive();
+          await markDeleting(layout, chosen.remove.map((r) => r.dir));
+          const catalog = reconcile(onImage, await snapshotDirs(layout));
+          await writeCatalog(layout.catalog, catalog);
+          // The commit point: once the renames are on the remote, no run lists these snapshots again, whatever cuts the deletion.
+          await vault.flush();
+          await alive();
+          await finishDeleting(layout, alive);
+          await vault.noteSnapshots();
+          await vault.recordRun();
+          // Deleting is metadata writes: flushed here, so their upload counts in this phase.
+          await vault.flush();
+          return catalog;
+        });
     if (run.error) throw run.error;
     const p = plan!;
     const catalog: Catalog = run.value!;

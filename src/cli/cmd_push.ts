@@ -5,21 +5,20 @@ import { cacheRoot, stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
 import { ExitCode, UsageError, VaultFullError } from '../errors.js';
 import { debug } from '../log.js';
-import type { TrafficMeter } from '../remote/traffic.js';
-import type { VaultSession } from '../stack/session.js';
 import { emptyCatalog, readCatalog, reconcile, upsert, writeCatalog } from '../snapshot/catalog.js';
-import { imageLayout, readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
+import { readVaultMeta, snapshotDirs, type ImageLayout } from '../snapshot/layout.js';
 import { writeManifest } from '../snapshot/manifest.js';
 import { nextSnapshotName, parseSnapshotDir, snapshotName, type SnapshotRef } from '../snapshot/naming.js';
 import { futureDated, latestComplete, nextSeq } from '../snapshot/order.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
 import { planLinks, removeStalePartials } from '../snapshot/resume.js';
 import { warningPaths } from '../snapshot/rsync-warnings.js';
-import { appendRun, type RunRecord } from '../snapshot/runs.js';
+import type { RunRecord } from '../snapshot/runs.js';
 import { info, isQuiet, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type RunFacts, type VaultContext } from './common.js';
+import { withWriter, type VaultWriter } from '../session/open.js';
+import { exclusive, openContext, passphraseFor, type VaultContext } from './common.js';
 import { withHooks } from './hooks.js';
 import { renderRunSummary } from '../ui/runs-view.js';
 import { finishLeftoverDeletions } from '../snapshot/deleting.js';
@@ -63,9 +62,9 @@ async function push(a: PushArgs, ctx: VaultContext, given: string[], report: (re
 
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, ctx.config);
-    const run = await meteredSession(ctx, { command: 'push', readOnly: false, passphrase, mountFs: true, trustRemoteHeader: a.trustRemoteHeader }, (session, meter, signal, facts) => {
-      meter.begin('sync');
-      return pushSnapshot(session, meter, sources, ctx.config.excludes, signal, facts, !a.json && !isQuiet());
+    const run = await withWriter(ctx, { command: 'push', passphrase, trustRemoteHeader: a.trustRemoteHeader }, (vault) => {
+      vault.phase('sync');
+      return pushSnapshot(vault, ctx, sources, !a.json && !isQuiet());
     });
     if (run.error && run.value) {
       // pushSnapshot returns only once the rename and the records are flushed to the remote: only closing failed.
@@ -96,21 +95,13 @@ async function push(a: PushArgs, ctx: VaultContext, given: string[], report: (re
   });
 }
 
-async function pushSnapshot(
-  session: VaultSession,
-  meter: TrafficMeter,
-  sources: string[],
-  excludes: string[],
-  signal: AbortSignal,
-  facts: RunFacts,
-  showProgress: boolean,
-) {
-  const layout = imageLayout(session.o.paths.fsMount);
+async function pushSnapshot(vault: VaultWriter, ctx: VaultContext, sources: string[], showProgress: boolean) {
+  const { layout, facts } = vault;
   const meta = await readVaultMeta(layout);
-  if (meta.vaultId !== session.o.config.vaultId) {
-    throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${session.o.config.name}' (${session.o.config.vaultId}); refusing to write`);
+  if (meta.vaultId !== ctx.config.vaultId) {
+    throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.config.name}' (${ctx.config.vaultId}); refusing to write`);
   }
-  await finishLeftoverDeletions(layout, () => session.stack.assertAlive(), notice);
+  await finishLeftoverDeletions(layout, () => vault.assertAlive(), notice);
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const known = await readCatalog(layout.catalog);
@@ -124,10 +115,10 @@ async function pushSnapshot(
     );
   }
   const target = join(layout.snapshots, `${name}.partial`);
-  const cutOff = session.fsLayer()!.foundUnclean;
+  const cutOff = vault.foundUnclean;
   const links = planLinks(refs, previous, layout.snapshots, !cutOff);
   facts.snapshot = name;
-  await session.stack.assertAlive();
+  await vault.assertAlive();
   const resumed = refs.filter((r) => r.partial).pop();
   // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
   if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
@@ -138,11 +129,11 @@ async function pushSnapshot(
     sources,
     dest: target,
     linkDests: links.linkDests,
-    excludes,
+    excludes: ctx.config.excludes,
     // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault,
     // nor upload the block cache, a copy of the vault's own ciphertext, with every push.
     alwaysExclude: [`${stateRoot()}/`, `${cacheRoot()}/`],
-    signal,
+    signal: vault.signal,
     onProgress: (p) => bar.update(p),
   };
   let result: SyncResult;
@@ -150,7 +141,7 @@ async function pushSnapshot(
     result = await syncSnapshot(sync);
   } catch (e) {
     bar.stop();
-    throw await explainSyncFailure(e, session, layout, sync);
+    throw await explainSyncFailure(e, vault, layout, sync);
   }
   bar.stop();
   for (const w of result.warnings.slice(0, 20)) warn(w);
@@ -160,12 +151,12 @@ async function pushSnapshot(
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
   debug(`push: rsync finished into ${name}.partial`);
-  await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
+  await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: ctx.paths.state });
   debug('push: manifest written');
   // Writes are acknowledged once sent and ext4 without a journal does not order them: only a flush makes the
   // snapshot's data and inodes safe to call complete, and shows a write the remote refused (a full disk).
-  await flushToRemote(session, 'the snapshot before its rename');
-  await session.stack.assertAlive();
+  await flushToRemote(vault, 'the snapshot before its rename');
+  await vault.assertAlive();
   await rename(target, join(layout.snapshots, name));
   debug(`push: renamed ${name}.partial to ${name}`);
   await removeStalePartials(links.stalePartials);
@@ -178,34 +169,17 @@ async function pushSnapshot(
     files: result.stats.regularFiles,
     bytes: result.stats.totalFileSize,
     changedBytes: result.stats.transferredFileSize,
-    run: session.runId,
+    run: vault.runId,
     seq: nextSeq(onImage),
     ...(result.warnings.length ? { warnings: result.warnings.length, warningPaths: warningPaths(result.warnings) } : {}),
   });
   await writeCatalog(layout.catalog, catalog);
   debug('push: catalog written');
-  await session.noteSnapshots();
+  await vault.noteSnapshots();
   // The image's copy of the run record knows the phases finished so far; the close phase is only in the local one.
-  const done = meter.phases;
-  await appendRun(layout.runs, {
-    id: session.runId,
-    command: 'push',
-    vault: session.o.config.name,
-    snapshot: name,
-    started: session.started.toISOString(),
-    finished: new Date().toISOString(),
-    ok: true,
-    exitCode,
-    engine: session.engine,
-    fs: session.o.config.fs,
-    changedBytes: result.stats.transferredFileSize,
-    upBytes: done.reduce((t, p) => t + p.upBytes, 0),
-    downBytes: done.reduce((t, p) => t + p.downBytes, 0),
-    phases: done,
-    rsync: result.stats,
-  });
+  await vault.recordRun();
   debug('push: run record written');
-  await flushToRemote(session, 'the rename and the records');
+  await flushToRemote(vault, 'the rename and the records');
   return catalog;
 }
 
@@ -214,18 +188,18 @@ async function pushSnapshot(
  * flush, and the lowest one returns only when the remote has answered every
  * write and synced the image file.
  */
-async function flushToRemote(session: VaultSession, what: string): Promise<void> {
+async function flushToRemote(vault: VaultWriter, what: string): Promise<void> {
   debug(`push: flushing ${what}`);
-  await session.fsLayer()!.flush();
+  await vault.flush();
   debug(`push: flushed ${what}`);
 }
 
 /** Turns an rsync failure into what happened to the user: lost link, full vault, or rsync's own words. */
-async function explainSyncFailure(e: unknown, session: VaultSession, layout: ImageLayout, sync: SyncOptions): Promise<unknown> {
+async function explainSyncFailure(e: unknown, vault: VaultWriter, layout: ImageLayout, sync: SyncOptions): Promise<unknown> {
   if (!(e instanceof RsyncFailure)) return e;
-  if (session.conn?.lost) return session.conn.lost;
+  if (vault.linkLost) return vault.linkLost;
   try {
-    await session.stack.assertAlive();
+    await vault.assertAlive();
   } catch (dead) {
     return dead;
   }

@@ -4,18 +4,20 @@ import { vaultPaths } from '../config/paths.js';
 import { checkVaultDirs } from '../config/private-dirs.js';
 import { checkVaultName, type VaultConfig } from '../config/vault-config.js';
 import { ExitCode, SshvaultError, UsageError } from '../errors.js';
-import { lastLine, spawn } from '../exec.js';
+import { lastLine } from '../exec.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
-import { imageLayout, readVaultMeta } from '../snapshot/layout.js';
+import { restoreArgs, runRsync, type RsyncRun } from '../snapshot/rsync.js';
+import { readVaultMeta } from '../snapshot/layout.js';
 import { resolveSnapshot } from '../snapshot/resolve.js';
-import { parseProgress2, parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
+import { parseRsyncStats, type RsyncStats } from '../snapshot/rsync-stats.js';
 import { info, warn } from '../ui/console.js';
 import { formatBytes, formatRatio } from '../ui/format.js';
 import { SyncProgressBar } from '../ui/progress.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';
+import { withReader } from '../session/open.js';
 import { IMAGE_FILE } from '../remote/layout.js';
-import { exclusive, meteredSession, openContext, passphraseFor, type VaultContext } from './common.js';
+import { exclusive, openContext, passphraseFor, type VaultContext } from './common.js';
 import { entryInSnapshot } from './restore-path.js';
 import { action } from './action.js';
 import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
@@ -139,22 +141,22 @@ export async function cmdRestore(a: RestoreArgs): Promise<number> {
   return exclusive(ctx, async () => {
     const passphrase = await passphraseFor(a, ctx.config);
     let stats: RsyncStats | undefined;
-    const run = await meteredSession(
+    const run = await withReader(
       ctx,
-      { command: 'restore', readOnly: true, passphrase, mountFs: true, skipHeaderCheck: !!a.remote, noLocalState: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
-      async (session, meter, signal, facts) => {
-        meter.begin('restore');
-        const layout = imageLayout(session.o.paths.fsMount);
+      { command: 'restore', passphrase, fromFlags: !!a.remote, acceptNewHostKey: a.acceptNewHostKey },
+      async (vault) => {
+        vault.phase('restore');
+        const layout = vault.layout;
         await readVaultMeta(layout);
         const name = await resolveSnapshot(layout, snapshot);
-        facts.snapshot = name;
+        vault.facts.snapshot = name;
         const from = join(layout.snapshots, name, path);
         const kind = await entryInSnapshot(join(layout.snapshots, name), path);
         if (kind === 'missing') throw new UsageError(`${path} is not in snapshot ${name}; 'sshvault mount' lets you look around`);
         const { rsyncFrom, rsyncTo } = await restoreTarget(kind === 'dir', from.replace(/\/+$/, ''), dest, !!a.force);
         await mkdir(kind === 'dir' ? dest : dirname(dest), { recursive: true });
-        stats = await restoreRsync(rsyncFrom, rsyncTo, signal, !a.json);
-        facts.changedBytes = stats.transferredFileSize;
+        stats = await restoreRsync(rsyncFrom, rsyncTo, vault.signal, !a.json);
+        vault.facts.changedBytes = stats.transferredFileSize;
       },
     );
     if (run.error) throw run.error;
@@ -172,33 +174,21 @@ export async function cmdRestore(a: RestoreArgs): Promise<number> {
   });
 }
 
-/** rsync -aHAX --numeric-ids from the read-only snapshot: everything push kept, owners as the numbers they were. */
+/** Copies out of the snapshot with the one rsync runner; a partial copy names what it missed. */
 async function restoreRsync(from: string, to: string, signal: AbortSignal, showProgress: boolean): Promise<RsyncStats> {
   const bar = new SyncProgressBar(showProgress);
-  const child = spawn('rsync', ['-aHAX', '--numeric-ids', '--stats', '--info=progress2', from, to], { stdout: 'pipe' });
-  const onAbort = () => child.process.kill('SIGTERM');
-  signal.addEventListener('abort', onAbort, { once: true });
-  let out = '';
-  let pending = '';
-  child.process.stdout!.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    out += text;
-    const lines = (pending + text).split(/[\r\n]/);
-    pending = lines.pop() ?? '';
-    for (const line of lines) {
-      const p = parseProgress2(line);
-      if (p) bar.update({ bytes: p.bytes, percent: p.percent, rate: p.rate, files: p.xfr });
-    }
-  });
-  const { exitCode } = await child.exited;
-  bar.stop();
-  signal.removeEventListener('abort', onAbort);
-  if (signal.aborted) throw signal.reason;
-  if (exitCode === 0) return parseRsyncStats(out);
-  const problems = child.stderr().split('\n').filter((l) => l.startsWith('rsync:'));
+  let done: RsyncRun;
+  try {
+    done = await runRsync(restoreArgs(from, to), signal, (p) => bar.update(p));
+  } finally {
+    bar.stop();
+  }
+  const { exitCode, stdout, stderr } = done;
+  if (exitCode === 0) return parseRsyncStats(stdout);
+  const problems = stderr.split('\n').filter((l) => l.startsWith('rsync:'));
   for (const p of problems.slice(0, 20)) warn(p);
   if (problems.length > 20) warn(`... and ${problems.length - 20} more`);
   // 23 and 24: the rest was restored, but not everything.
-  const what = exitCode === 23 || exitCode === 24 ? 'could not restore everything (see the warnings above)' : `failed (exit ${exitCode}): ${lastLine(child.stderr())}`;
+  const what = exitCode === 23 || exitCode === 24 ? 'could not restore everything (see the warnings above)' : `failed (exit ${exitCode}): ${lastLine(stderr)}`;
   throw new SshvaultError(`rsync ${what}; check that ${to} is writable and has room`, ExitCode.unexpected);
 }

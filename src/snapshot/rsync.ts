@@ -61,10 +61,22 @@ function rsyncArgs(o: Omit<SyncOptions, 'signal' | 'onProgress'>): string[] {
   ];
 }
 
-export async function syncSnapshot(o: SyncOptions): Promise<SyncResult> {
-  const child = spawn('rsync', rsyncArgs(o), { stdout: 'pipe' });
+/** How one rsync ended: its output is what the caller reads the stats and the warnings from. */
+export interface RsyncRun {
+  exitCode: number | undefined;
+  signal: string | undefined;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The one place rsync runs: progress lines go to `onProgress` as they come,
+ * and an abort stops rsync and surfaces as the abort's reason.
+ */
+export async function runRsync(args: string[], signal: AbortSignal, onProgress?: (p: SyncProgress) => void): Promise<RsyncRun> {
+  const child = spawn('rsync', args, { stdout: 'pipe' });
   const onAbort = () => child.process.kill('SIGTERM');
-  o.signal.addEventListener('abort', onAbort, { once: true });
+  signal.addEventListener('abort', onAbort, { once: true });
   let out = '';
   let pending = '';
   child.process.stdout!.on('data', (chunk: Buffer) => {
@@ -75,19 +87,28 @@ export async function syncSnapshot(o: SyncOptions): Promise<SyncResult> {
     pending = parts.pop() ?? '';
     for (const line of parts) {
       const p = parseProgress2(line);
-      if (p) o.onProgress?.({ bytes: p.bytes, percent: p.percent, rate: p.rate, files: p.xfr });
+      if (p) onProgress?.({ bytes: p.bytes, percent: p.percent, rate: p.rate, files: p.xfr });
     }
   });
-  const { exitCode, signal } = await child.exited;
-  o.signal.removeEventListener('abort', onAbort);
-  if (o.signal.aborted) throw o.signal.reason;
-  const stderr = child.stderr();
+  const { exitCode, signal: killedBy } = await child.exited;
+  signal.removeEventListener('abort', onAbort);
+  if (signal.aborted) throw signal.reason;
+  return { exitCode, signal: killedBy, stdout: out, stderr: child.stderr() };
+}
+
+export async function syncSnapshot(o: SyncOptions): Promise<SyncResult> {
+  const { exitCode, signal, stdout, stderr } = await runRsync(rsyncArgs(o), o.signal, o.onProgress);
   const noSpace = /No space left on device/.test(stderr);
   if (exitCode === 0 || (exitCode !== undefined && PARTIAL_CODES.has(exitCode) && !noSpace)) {
-    return { stats: parseRsyncStats(out), warnings: rsyncWarnings(stderr) };
+    return { stats: parseRsyncStats(stdout), warnings: rsyncWarnings(stderr) };
   }
   const why = signal ? `killed by ${signal}` : `exit ${exitCode}`;
   throw new RsyncFailure(`rsync failed (${why}): ${lastLine(stderr)}`, exitCode, noSpace);
+}
+
+/** rsync -aHAX --numeric-ids out of a read-only snapshot: everything push kept, owners as the numbers they were. */
+export function restoreArgs(from: string, to: string): string[] {
+  return ['-aHAX', '--numeric-ids', '--stats', '--info=progress2', from, to];
 }
 
 /** What rsync would still copy (a dry run): how a full vault says how much it lacks. */
