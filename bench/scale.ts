@@ -20,7 +20,7 @@ type MethodName = (typeof METHODS)[number];
 const argv = yargs(hideBin(process.argv))
   .scriptName('bench/scale')
   .usage('$0 [options]: sshvault, restic, borg and rsync on one generated tree (see bench/README.md)')
-  .option('files', { type: 'number', default: 50_000, describe: 'regular files in the tree (the default takes about 15 minutes on 2 cores)' })
+  .option('files', { type: 'number', default: 10_000, describe: 'regular files in the tree (the default takes 15-20 minutes on 2 busy cores)' })
   .option('seed', { type: 'number', default: 1, describe: 'tree and churn seed' })
   .option('methods', { type: 'string', default: METHODS.join(','), describe: `comma list of rows: ${METHODS.join(', ')}` })
   .option('image-size', { type: 'string', describe: 'sshvault image size (default: 3x the tree, at least 32 KiB per file and 2G)' })
