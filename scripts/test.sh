@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+echo "== type-check of the benches (bench/traffic, bench/scale)"
+npx tsc -p bench/tsconfig.json --noEmit
 echo "== unit and end-to-end tests"
 npx vitest run
 if [ "${SSHVAULT_SKIP_VM:-0}" = 1 ]; then

@@ -6,6 +6,8 @@ export interface TableOptions {
   /** Per column; a column left out is right-aligned when all its cells are numbers, else left-aligned. */
   align?: Align[];
   footer?: (string | number)[];
+  /** A GitHub markdown table (pipes, alignment colons in the rule): how bench results go into the READMEs. */
+  markdown?: boolean;
 }
 
 const GAP = '  ';
@@ -39,8 +41,11 @@ export function renderTable(headers: string[], rows: (string | number)[][], opts
   const text = all.map((r) => headers.map((_, i) => String(r[i] ?? '')));
   const widths = headers.map((_, i) => Math.max(...text.map((r) => visibleWidth(r[i]!))));
   const aligns = headers.map((_, i) => opts.align?.[i] ?? defaultAlign(rows, i));
-  const line = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, aligns[i]!)).join(GAP).trimEnd();
-  const rule = widths.map((w) => '-'.repeat(w)).join(GAP);
+  const padded = (cells: string[]) => cells.map((c, i) => pad(c, widths[i]!, aligns[i]!));
+  const line = opts.markdown ? (cells: string[]) => `| ${padded(cells).join(' | ')} |` : (cells: string[]) => padded(cells).join(GAP).trimEnd();
+  const rule = opts.markdown
+    ? `|${widths.map((w, i) => (aligns[i] === 'left' ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`
+    : widths.map((w) => '-'.repeat(w)).join(GAP);
   const body = text.slice(1, rows.length + 1).map(line);
   const out = [line(text[0]!), rule, ...body];
   if (opts.footer) out.push(rule, line(text[text.length - 1]!));

@@ -1,9 +1,10 @@
 import { execa } from 'execa';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { repoRoot } from './repo-root.js';
 
-export const BIN = resolve(import.meta.dirname, '../../bin/sshvault');
+export const BIN = join(repoRoot(import.meta.dirname), 'bin/sshvault');
 
 export interface CliResult {
   exitCode: number;

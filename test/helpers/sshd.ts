@@ -3,11 +3,12 @@ import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { processTree, signal, sleep, terminate } from './proc.js';
+import { repoRoot } from './repo-root.js';
 
-const TEMPLATE = resolve(import.meta.dirname, '../../fixtures/sshd_config.template');
+const TEMPLATE = join(repoRoot(import.meta.dirname), 'fixtures/sshd_config.template');
 
 export interface SshdOptions {
   /** Accept only the sftp subsystem (every exec request becomes internal-sftp), as SFTP-only storage boxes do. */

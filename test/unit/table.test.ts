@@ -51,4 +51,10 @@ describe('renderTable', () => {
   it('throws on a row with more cells than headers', () => {
     expect(() => renderTable(['a'], [['1', '2']])).toThrow(/2 cells for 1 columns/);
   });
+
+  it('renders GitHub markdown with the alignment in the rule', () => {
+    expect(renderTable(['config', 'up'], [['ext4', '5.6 MB'], ['ext2', '17.2 MB']], { align: ['left', 'right'], markdown: true })).toBe(
+      ['| config |      up |', '|:-------|--------:|', '| ext4   |  5.6 MB |', '| ext2   | 17.2 MB |'].join('\n'),
+    );
+  });
 });
