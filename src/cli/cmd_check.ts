@@ -5,7 +5,7 @@ import { verifySnapshots, type VerifyResult } from '../snapshot/manifest.js';
 import { ByteProgressBar } from '../ui/progress.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import type { RunRecord } from '../snapshot/runs.js';
-import { FsLayer, forcedCheck, type FsckResult } from '../stack/fs.js';
+import { FsLayer, forcedCheck, readaheadForWholeFiles, type FsckResult } from '../stack/fs.js';
 import { undoRepair } from '../stack/fs-repair.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
@@ -67,6 +67,7 @@ export async function cmdCheck(a: CheckArgs): Promise<number> {
       }
       if (a.verifyData === undefined) return;
       meter.begin('verify');
+      await readaheadForWholeFiles(session.stack.top);
       // Read-only even after a repair: verifying must not change what it verifies.
       await session.stack.push(new FsLayer(ctx.paths.fsMount, ctx.config.fs, true, notice, ctx.paths.pushRepairUndo));
       await session.guardRollback(false);
