@@ -3,6 +3,7 @@ import { UsageError } from '../errors.js';
 import { emptyCatalog, readCatalog, reconcile, writeCatalog, type Catalog } from '../snapshot/catalog.js';
 import { finishDeleting, finishLeftoverDeletions, markDeleting } from '../snapshot/deleting.js';
 import { readVaultMeta, snapshotDirs } from '../snapshot/layout.js';
+import { dropDeltas, keepChainsWhole } from '../snapshot/manifest.js';
 import { planPrune, type PrunePlan } from '../snapshot/prune.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { info, notice } from '../ui/console.js';
@@ -82,6 +83,13 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
           const alive = () => vault.assertAlive();
           await finishLeftoverDeletions(layout, alive, notice);
           await alive();
+          // Kept snapshots' manifests must not depend on what goes: their new full manifests are on the remote before any removal.
+          const rewritten = await keepChainsWhole(layout, new Set(chosen.keep.map((k) => k.name)));
+          if (rewritten.length) {
+            await vault.flush();
+            await alive();
+            await dropDeltas(layout, rewritten);
+          }
           await markDeleting(layout, chosen.remove.map((r) => r.dir));
           const catalog = reconcile(onImage, await snapshotDirs(layout));
           await writeCatalog(layout.catalog, catalog);

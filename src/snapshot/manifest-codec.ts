@@ -21,6 +21,7 @@ export interface ManifestEntry {
 const BACKSLASH = 0x5c;
 const NEWLINE = 0x0a;
 const CR = 0x0d;
+const HASH_SIGN = 0x23;
 
 /** sha256sum escapes a name holding a backslash, newline or CR and marks its line with a leading backslash. */
 export function formatEntry(e: ManifestEntry): Buffer {
@@ -44,12 +45,12 @@ export function parseManifest(data: Buffer): ManifestEntry[] {
     if (end < 0) end = data.length;
     const line = data.subarray(start, end);
     start = end + 1;
-    if (!line.length) continue;
+    if (!line.length || line[0] === HASH_SIGN) continue;
     const escaped = line[0] === BACKSLASH;
     const body = escaped ? line.subarray(1) : line;
     const hash = body.subarray(0, 64).toString('latin1');
     // Two spaces, or ' *' for sha256sum's binary mode.
-    if (!/^[0-9a-f]{64}$/.test(hash) || body[64] !== 0x20) throw new Error(`manifest line ${entries.length + 1} is not a sha256sum line`);
+    if (!/^([0-9a-f]{64}|-{64})$/.test(hash) || body[64] !== 0x20) throw new Error(`manifest line ${entries.length + 1} is not a sha256sum line`);
     const name = body.subarray(66);
     entries.push({ hash, path: escaped ? unescapeName(name) : Buffer.from(name) });
   }
@@ -75,4 +76,37 @@ export async function encodeManifest(entries: ManifestEntry[]): Promise<Buffer> 
 
 export async function decodeManifest(data: Buffer): Promise<ManifestEntry[]> {
   return parseManifest(await gunzip(data));
+}
+
+/**
+ * A delta manifest, `<name>.delta.gz`: the entries added or changed since its
+ * base snapshot's manifest in sha256sum's format, and each path no longer
+ * listed as a line whose hash is 64 dashes, after a `# base <name>` line. An
+ * entry's key is its line without the hash, so `awk` can resolve a chain
+ * without sshvault (README, "Restore without sshvault").
+ */
+export interface ManifestDelta {
+  base: string;
+  upserts: ManifestEntry[];
+  removed: Buffer[];
+}
+
+export const REMOVED = '-'.repeat(64);
+
+export async function encodeDelta(d: ManifestDelta): Promise<Buffer> {
+  const lines = [Buffer.from(`# base ${d.base}\n`), ...d.upserts.map(formatEntry), ...d.removed.map((path) => formatEntry({ path, hash: REMOVED }))];
+  return gzip(Buffer.concat(lines), { level: 9 });
+}
+
+export async function decodeDelta(data: Buffer): Promise<ManifestDelta> {
+  const text = await gunzip(data);
+  const header = /^# base (\S+)\n/.exec(text.subarray(0, 200).toString('latin1'));
+  if (!header) throw new Error('delta manifest has no base line');
+  const upserts: ManifestEntry[] = [];
+  const removed: Buffer[] = [];
+  for (const e of parseManifest(text)) {
+    if (e.hash === REMOVED) removed.push(e.path);
+    else upserts.push(e);
+  }
+  return { base: header[1]!, upserts, removed };
 }

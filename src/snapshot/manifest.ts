@@ -1,19 +1,23 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { constants as zlib, gunzipSync } from 'node:zlib';
 import { debug } from '../log.js';
 import { mapLimit } from '../map-limit.js';
 import type { ImageLayout } from './layout.js';
-import { decodeManifest, encodeManifest, type ManifestEntry } from './manifest-codec.js';
+import { applyDelta, diffManifests, planRewrites, writeFull, type ChainStats } from './manifest-chain.js';
+import { decodeDelta, decodeManifest, encodeDelta, encodeManifest, type ManifestEntry } from './manifest-codec.js';
 
 /*
  * The manifests on the image and their local copy: writing one for a new
  * snapshot, reading them back, verifying snapshots against them. The format
- * itself is manifest-codec.ts.
+ * itself is manifest-codec.ts; the chain rules are manifest-chain.ts.
  */
 const SUFFIX = '.sha256.gz';
+const DELTA_SUFFIX = '.delta.gz';
+const CHAIN_SUFFIX = '.chain.json';
 
 export function manifestsDir(layout: ImageLayout): string {
   return join(layout.meta, 'manifests');
@@ -21,6 +25,55 @@ export function manifestsDir(layout: ImageLayout): string {
 
 export function manifestPath(dir: string, snapshot: string): string {
   return join(dir, `${snapshot}${SUFFIX}`);
+}
+
+export function deltaPath(dir: string, snapshot: string): string {
+  return join(dir, `${snapshot}${DELTA_SUFFIX}`);
+}
+
+export interface ResolvedManifest {
+  entries: ManifestEntry[];
+  chain: ChainStats;
+}
+
+export class BrokenChainError extends Error {}
+
+async function readIfThere(file: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * A snapshot's manifest: its full one, or its delta applied to its base's,
+ * down the chain to a full one. Undefined when the snapshot has neither (made
+ * before manifests existed); a chain that does not reach a full manifest
+ * throws BrokenChainError.
+ */
+export async function resolveManifest(dir: string, name: string): Promise<ResolvedManifest | undefined> {
+  const deltas: Awaited<ReturnType<typeof decodeDelta>>[] = [];
+  const seen = new Set<string>();
+  for (let at = name; ; ) {
+    const full = await readIfThere(manifestPath(dir, at));
+    if (full) {
+      let entries = await decodeManifest(full);
+      for (const d of deltas.reverse()) entries = applyDelta(entries, d);
+      return { entries, chain: { depth: deltas.length, lines: deltas.reduce((t, d) => t + d.upserts.length + d.removed.length, 0) } };
+    }
+    const delta = await readIfThere(deltaPath(dir, at));
+    if (!delta) {
+      if (at === name) return undefined;
+      throw new BrokenChainError(`the manifest of ${name} needs that of ${at}, which is gone`);
+    }
+    seen.add(at);
+    const d = await decodeDelta(delta);
+    if (seen.has(d.base)) throw new BrokenChainError(`the manifest chain of ${name} loops at ${d.base}`);
+    deltas.push(d);
+    at = d.base;
+  }
 }
 
 export async function readManifest(file: string): Promise<ManifestEntry[] | undefined> {
@@ -85,6 +138,8 @@ export interface ManifestResult {
   reused: number;
   /** Files that changed in the source after rsync copied them: their content is not known without reading it back. */
   omitted: number;
+  /** Written as a full manifest rather than a delta against the previous snapshot's. */
+  full: boolean;
 }
 
 /**
@@ -96,11 +151,10 @@ export interface ManifestResult {
  */
 export async function writeManifest(o: ManifestOptions): Promise<ManifestResult> {
   const localDir = join(o.cacheDir, 'manifests');
+  const dir = manifestsDir(o.layout);
   const prevHashes = new Map<string, string>();
-  if (o.previous) {
-    const prev = (await readManifest(manifestPath(localDir, o.previous.name))) ?? (await readManifest(manifestPath(manifestsDir(o.layout), o.previous.name)));
-    for (const e of prev ?? []) prevHashes.set(e.path.toString('latin1'), e.hash);
-  }
+  const prev = o.previous && ((await readCached(localDir, o.previous.name)) ?? (await resolveManifest(dir, o.previous.name).catch(() => undefined)));
+  for (const e of prev?.entries ?? []) prevHashes.set(e.path.toString('latin1'), e.hash);
   const files = await regularFiles(o.dir);
   const hashes: (string | undefined)[] = new Array(files.length);
   let reused = 0;
@@ -127,33 +181,47 @@ export async function writeManifest(o: ManifestOptions): Promise<ManifestResult>
     },
   );
   const entries = files.flatMap((path, i) => (hashes[i] ? [{ path, hash: hashes[i]! }] : []));
-  const data = await encodeManifest(entries);
-  const dir = manifestsDir(o.layout);
+  const delta = prev && diffManifests(prev.entries, entries);
+  const deltaLines = delta ? delta.upserts.length + delta.removed.length : 0;
+  const full = !delta || writeFull(prev.chain, deltaLines, entries.length);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const target = manifestPath(dir, o.name);
-  await writeFile(`${target}.tmp`, data);
+  // A file of the other kind under this name (a cut push's) must not shadow or outlive the one written now.
+  await rm(full ? deltaPath(dir, o.name) : manifestPath(dir, o.name), { force: true });
+  const target = full ? manifestPath(dir, o.name) : deltaPath(dir, o.name);
+  await writeFile(`${target}.tmp`, full ? await encodeManifest(entries) : await encodeDelta({ base: o.previous!.name, ...delta! }));
   await rename(`${target}.tmp`, target);
-  await cacheLocally(localDir, o.name, data);
+  const chain: ChainStats = full ? { depth: 0, lines: 0 } : { depth: prev.chain.depth + 1, lines: prev.chain.lines + deltaLines };
+  await cacheLocally(localDir, o.name, { entries, chain });
   const omitted = files.length - entries.length;
-  debug(`manifest ${o.name}: ${entries.length} files (${reused} from the previous snapshot), ${omitted} changed during the push and left out`);
-  return { files: entries.length, reused, omitted };
+  debug(`manifest ${o.name}: ${full ? 'full' : `delta of ${deltaLines} lines`}, ${entries.length} files (${reused} from the previous snapshot), ${omitted} changed during the push and left out`);
+  return { files: entries.length, reused, omitted, full };
 }
 
-/** Only the newest manifest is kept locally: it is the only one the next push needs. */
-async function cacheLocally(localDir: string, name: string, data: Buffer): Promise<void> {
+/**
+ * Only the newest manifest is kept locally, resolved, with where it stands in
+ * its chain: that is all the next push needs to write its own.
+ */
+async function cacheLocally(localDir: string, name: string, m: ResolvedManifest): Promise<void> {
   await mkdir(localDir, { recursive: true, mode: 0o700 });
   const target = manifestPath(localDir, name);
-  await writeFile(`${target}.tmp`, data, { mode: 0o600 });
+  await writeFile(`${target}.tmp`, await encodeManifest(m.entries), { mode: 0o600 });
   await rename(`${target}.tmp`, target);
+  await writeFile(join(localDir, `${name}${CHAIN_SUFFIX}`), JSON.stringify(m.chain), { mode: 0o600 });
   for (const f of await readdir(localDir)) {
-    if (f !== `${name}${SUFFIX}`) await rm(join(localDir, f), { force: true });
+    if (f !== `${name}${SUFFIX}` && f !== `${name}${CHAIN_SUFFIX}`) await rm(join(localDir, f), { force: true });
   }
+}
+
+async function readCached(localDir: string, name: string): Promise<ResolvedManifest | undefined> {
+  const entries = await readManifest(manifestPath(localDir, name)).catch(() => undefined);
+  const chain = await readFile(join(localDir, `${name}${CHAIN_SUFFIX}`), 'utf8').then((t) => JSON.parse(t) as ChainStats, () => undefined);
+  return entries && chain ? { entries, chain } : undefined;
 }
 
 export interface VerifyProblem {
   snapshot: string;
   path: string;
-  problem: 'content differs' | 'missing' | 'unreadable';
+  problem: 'content differs' | 'missing' | 'unreadable' | 'manifest chain broken';
 }
 
 export interface VerifyResult {
@@ -181,7 +249,14 @@ export async function verifySnapshots(layout: ImageLayout, names: string[], prog
   const work: { name: string; shown: string; path: Buffer; hash: string; ino?: bigint; size: number }[] = [];
   const sizes = new Map<bigint, number>();
   for (const name of names) {
-    const entries = await readManifest(manifestPath(manifestsDir(layout), name));
+    let entries: ManifestEntry[] | undefined;
+    try {
+      entries = (await resolveManifest(manifestsDir(layout), name))?.entries;
+    } catch (e) {
+      if (!(e instanceof BrokenChainError)) throw e;
+      result.problems.push({ snapshot: name, path: '', problem: 'manifest chain broken' });
+      continue;
+    }
     result.snapshots.push({ name, files: entries?.length ?? 0, manifest: !!entries });
     if (!entries) continue;
     const root = join(layout.snapshots, name);
@@ -222,4 +297,55 @@ export async function verifySnapshots(layout: ImageLayout, names: string[], prog
 /** Manifests of snapshots that are gone (pruned): they would only cost space. */
 export async function removeManifest(layout: ImageLayout, name: string): Promise<void> {
   await rm(manifestPath(manifestsDir(layout), name), { force: true });
+  await rm(deltaPath(manifestsDir(layout), name), { force: true });
+}
+
+/** A delta's base, from its first line: the start of the file is enough, not the whole of it. */
+async function deltaBase(file: string): Promise<string | undefined> {
+  const fh = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(4096), 0, 4096, 0);
+    const text = gunzipSync(buffer.subarray(0, bytesRead), { finishFlush: zlib.Z_SYNC_FLUSH }).toString('latin1');
+    return /^# base (\S+)\n/.exec(text)?.[1];
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Before prune removes snapshots: every kept snapshot whose delta's base goes
+ * is given a full manifest (docs/design.md, "Manifest chains"). Returns the
+ * snapshots rewritten; the caller flushes before it removes anything, and
+ * only then drops their deltas with dropDeltas.
+ */
+export async function keepChainsWhole(layout: ImageLayout, keep: ReadonlySet<string>): Promise<string[]> {
+  const dir = manifestsDir(layout);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const bases = new Map<string, string>();
+  for (const f of names) {
+    if (!f.endsWith(DELTA_SUFFIX)) continue;
+    const name = f.slice(0, -DELTA_SUFFIX.length);
+    if (!keep.has(name) || names.includes(`${name}${SUFFIX}`)) continue;
+    const base = await deltaBase(join(dir, f));
+    if (base) bases.set(name, base);
+  }
+  const rewritten: string[] = [];
+  for (const name of planRewrites(bases, keep)) {
+    // A chain already broken stays as it is: check --verify-data names it, and it must not stop a prune.
+    const m = await resolveManifest(dir, name).catch((e) => {
+      if (e instanceof BrokenChainError) return undefined;
+      throw e;
+    });
+    if (!m) continue;
+    const target = manifestPath(dir, name);
+    await writeFile(`${target}.tmp`, await encodeManifest(m.entries));
+    await rename(`${target}.tmp`, target);
+    rewritten.push(name);
+  }
+  return rewritten;
+}
+
+/** The deltas of snapshots that now have a full manifest, once that is flushed. */
+export async function dropDeltas(layout: ImageLayout, names: string[]): Promise<void> {
+  for (const name of names) await rm(deltaPath(manifestsDir(layout), name), { force: true });
 }

@@ -22,7 +22,7 @@ import { completeSnapshots, writeImageSequence } from '../snapshot/sequence.js';
 import { BindLayer } from './mount/bind.js';
 import type { BlockStack, Engine } from './engines/engine.js';
 import { chooseEngine } from './engines/index.js';
-import { FsLayer, makeFilesystem } from './fs.js';
+import { FsLayer, makeFilesystem, readaheadForWholeFiles } from './fs.js';
 import { ImageCacheLayer } from './block/image-cache.js';
 import { SshfsLayer } from './mount/sshfs.js';
 import { Stack } from './stack.js';
@@ -218,8 +218,9 @@ export class VaultSession {
     return this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, readOnly, notice, this.o.paths.pushRepairUndo));
   }
 
-  /** After a bare `openImage` (check): the filesystem read-only, behind the rollback guard, whatever the session may write. */
+  /** After a bare `openImage` (check --verify-data): the filesystem read-only, behind the rollback guard, with readahead for reading whole files. */
   async mountReadOnly(): Promise<ImageLayout> {
+    await readaheadForWholeFiles(this.stack.top);
     await this.mountFs(true, this.o.notice);
     await this.guard(false);
     return this.layout;

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk } from '../helpers/cli.js';
-import { debugfsLs, decryptImage } from '../helpers/independent.js';
+import { debugfsCat, debugfsLs, decryptImage } from '../helpers/independent.js';
+import { deltaBaseOf, renameManifest } from '../helpers/manifests.js';
 import { jsonOf, setupVault, withMountedPlaintext, type TestVault } from '../helpers/vault.js';
 
 interface PruneJson {
@@ -46,7 +47,7 @@ describe('prune', () => {
     await withMountedPlaintext(v.image, v.ws.passphrase, async (root) => {
       for (const [from, to] of pushed.map((p, i) => [p, [A, B, C, D, E, F][i]!])) {
         await rename(join(root, 'snapshots', from!), join(root, 'snapshots', to));
-        await rename(join(root, '.sshvault/manifests', `${from}.sha256.gz`), join(root, '.sshvault/manifests', `${to}.sha256.gz`));
+        await renameManifest(root, from!, to);
       }
       await execa('cp', ['-al', join(root, 'snapshots', A), join(root, 'snapshots', P1)]);
       await execa('cp', ['-al', join(root, 'snapshots', F), join(root, 'snapshots', P2)]);
@@ -61,14 +62,16 @@ describe('prune', () => {
   });
 
   /** Snapshot directories and manifests in the image, read without sshvault. */
-  async function inImage(): Promise<{ snapshots: string[]; manifests: string[]; fsck: number }> {
+  async function inImage(): Promise<{ snapshots: string[]; manifests: string[]; bases: Record<string, string | undefined>; fsck: number }> {
     const raw = join(scratch, 'plain.raw');
     await decryptImage(v.image, v.ws.passphrase, raw);
     try {
       const snapshots = (await debugfsLs(raw, '/snapshots')).map((e) => e.name).sort();
       const manifests = (await debugfsLs(raw, '/.sshvault/manifests')).map((e) => e.name).sort();
+      const bases: Record<string, string | undefined> = {};
+      for (const m of manifests) bases[m] = deltaBaseOf(await debugfsCat(raw, `/.sshvault/manifests/${m}`));
       const fsck = (await execa('e2fsck', ['-fn', raw], { reject: false })).exitCode ?? -1;
-      return { snapshots, manifests, fsck };
+      return { snapshots, manifests, bases, fsck };
     } finally {
       await rm(raw, { force: true });
     }
@@ -112,11 +115,40 @@ describe('prune', () => {
     expect(out.run.phases.map((p) => p.name)).toEqual(['connect', 'open', 'prune', 'close']);
     const after = await inImage();
     expect(after.snapshots).toEqual([B, E, F, P2]);
-    expect(after.manifests).toEqual([B, E, F].map((n) => `${n}.sha256.gz`));
+    // Each push changed one file: every manifest but A's was a delta on the one before. B and E lost their
+    // bases and were rewritten full; F still builds on E.
+    expect(after.manifests).toEqual([`${B}.sha256.gz`, `${E}.sha256.gz`, `${F}.delta.gz`]);
+    expect(after.bases).toEqual({ [`${B}.sha256.gz`]: undefined, [`${E}.sha256.gz`]: undefined, [`${F}.delta.gz`]: E });
     expect(after.fsck).toBe(0);
     const list = jsonOf<{ name: string; complete: boolean }[]>(await v.ws.sv(['list', v.name, '--json']), 'list');
     expect(list.map((s) => s.name)).toEqual([B, E, F, P2.replace('.partial', '')]);
     expect(await v.leftovers()).toEqual([]);
+  });
+
+  it('check --verify-data passes on every kept snapshot through its chain, and names a file whose content changed', async () => {
+    expect((await v.ws.sv(['check', v.name, '--verify-data'])).exitCode).toBe(0);
+    // counter.txt of F is listed only in F's delta; guide.md only in the full manifests, shared by B, E and F.
+    const counter = `${v.src}/docs/counter.txt`;
+    const guide = `${v.src}/docs/guide.md`;
+    const flip = () =>
+      withMountedPlaintext(v.image, v.ws.passphrase, async (root) => {
+        for (const f of [join(root, 'snapshots', F, counter), join(root, 'snapshots', B, guide)]) {
+          const bytes = await readFile(f);
+          bytes[0] ^= 0x01;
+          await writeFile(f, bytes);
+        }
+      });
+    await flip();
+    try {
+      const r = await v.ws.sv(['check', v.name, '--verify-data']);
+      expect(r.exitCode).toBe(7);
+      for (const line of [`content differs: ${F}${counter}`, `content differs: ${B}${guide}`, `content differs: ${E}${guide}`, `content differs: ${F}${guide}`]) {
+        expect(r.stdout).toContain(line);
+      }
+    } finally {
+      await flip();
+    }
+    expect((await v.ws.sv(['check', v.name, '--verify-data'])).exitCode).toBe(0);
   });
 
   it('takes the policy from the vault config when no flag is given, and never the newest complete snapshot', async () => {

@@ -9,6 +9,7 @@ import { debugfsStat, debugfsXattrs, decryptImage } from '../helpers/independent
 import { sleep } from '../helpers/proc.js';
 import { startRelay, type Relay } from '../helpers/relay.js';
 import { startSshd, type SshdFixture } from '../helpers/sshd.js';
+import { renameManifest } from '../helpers/manifests.js';
 import { withMountedPlaintext } from '../helpers/vault.js';
 
 /** ext4's on-disk ACL entry for a named user: tag 2 (ACL_USER), the permission bits, then the uid. */
@@ -221,7 +222,7 @@ describe('pushes that never change a complete snapshot', () => {
     const future = '2031-01-01T000000Z';
     await withMountedPlaintext(join(remoteDir, 'vault.img'), ws.passphrase, async (root) => {
       await rename(join(root, 'snapshots', pushed), join(root, 'snapshots', future));
-      await rename(join(root, '.sshvault', 'manifests', `${pushed}.sha256.gz`), join(root, '.sshvault', 'manifests', `${future}.sha256.gz`));
+      await renameManifest(root, pushed, future);
       const file = join(root, '.sshvault', 'catalog.json');
       const cat = JSON.parse(await readFile(file, 'utf8')) as { snapshots: { name: string; time: string }[] };
       Object.assign(cat.snapshots.find((e) => e.name === pushed)!, { name: future, time: '2031-01-01T00:00:00.000Z' });

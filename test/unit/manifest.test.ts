@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageLayout, type ImageLayout } from '../../src/snapshot/layout.js';
-import { manifestPath, manifestsDir, readManifest, verifySnapshots, writeManifest } from '../../src/snapshot/manifest.js';
-import { encodeManifest, formatEntry, parseManifest } from '../../src/snapshot/manifest-codec.js';
+import { deltaPath, manifestPath, manifestsDir, readManifest, resolveManifest, verifySnapshots, writeManifest } from '../../src/snapshot/manifest.js';
+import { decodeDelta, encodeManifest, formatEntry, parseManifest } from '../../src/snapshot/manifest-codec.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -74,14 +74,14 @@ describe('writeManifest and verifySnapshots', () => {
   it('hashes the source, and leaves out a file that changed after it was copied', async () => {
     await appendFile(join(src, 'racy.txt'), ' and more');
     const r = await writeManifest({ layout, name: s1, dir: join(layout.snapshots, s1), cacheDir: cache });
-    expect(r).toEqual({ files: 3, reused: 0, omitted: 1 });
+    expect(r).toEqual({ files: 3, reused: 0, omitted: 1, full: true });
     const entries = (await readManifest(manifestPath(manifestsDir(layout), s1)))!;
     const byPath = Object.fromEntries(entries.map((e) => [e.path.toString(), e.hash]));
     expect(byPath[`${src.slice(1)}/same.txt`]).toBe(sha('never changes'));
     expect(byPath[`${src.slice(1)}/sub/edited.txt`]).toBe(sha('version 1'));
     expect(byPath[`${src.slice(1)}/back\\slash`]).toBe(sha('odd name'));
     expect(Object.keys(byPath).some((p) => p.endsWith('racy.txt'))).toBe(false);
-    expect(await readdir(join(cache, 'manifests'))).toEqual([`${s1}.sha256.gz`]);
+    expect((await readdir(join(cache, 'manifests'))).sort()).toEqual([`${s1}.chain.json`, `${s1}.sha256.gz`]);
   });
 
   it('takes hashes of hard-linked files from the previous manifest without reading the source', async () => {
@@ -94,11 +94,17 @@ describe('writeManifest and verifySnapshots', () => {
     await rm(join(src, 'same.txt'));
     await rm(join(src, 'racy.txt'));
     const r = await writeManifest({ layout, name: s2, dir: join(layout.snapshots, s2), previous: { name: s1, dir: join(layout.snapshots, s1) }, cacheDir: cache });
-    expect(r).toEqual({ files: 3, reused: 2, omitted: 0 });
-    const entries = (await readManifest(manifestPath(manifestsDir(layout), s2)))!;
+    expect(r).toEqual({ files: 3, reused: 2, omitted: 0, full: false });
+    // One file changed: only it goes into s2's delta.
+    expect(await readManifest(manifestPath(manifestsDir(layout), s2))).toBeUndefined();
+    const delta = await decodeDelta(await readFile(deltaPath(manifestsDir(layout), s2)));
+    expect(delta.base).toBe(s1);
+    expect(delta.upserts.map((e) => e.path.toString())).toEqual([`${src.slice(1)}/sub/edited.txt`]);
+    const entries = (await resolveManifest(manifestsDir(layout), s2))!.entries;
+    expect(entries).toHaveLength(3);
     expect(entries.find((e) => e.path.toString().endsWith('same.txt'))!.hash).toBe(sha('never changes'));
     expect(entries.find((e) => e.path.toString().endsWith('edited.txt'))!.hash).toBe(sha('version 2'));
-    expect(await readdir(join(cache, 'manifests'))).toEqual([`${s2}.sha256.gz`]);
+    expect((await readdir(join(cache, 'manifests'))).sort()).toEqual([`${s2}.chain.json`, `${s2}.sha256.gz`]);
   });
 
   it('verify reads a file shared by snapshots once and finds changed and missing files', async () => {
