@@ -6,7 +6,7 @@ import { ByteProgressBar } from '../ui/progress.js';
 import { parseSnapshotDir, type SnapshotRef } from '../snapshot/naming.js';
 import type { RunRecord } from '../snapshot/runs.js';
 import { FsLayer, forcedCheck, type FsckResult } from '../stack/fs.js';
-import { undoRepair } from '../stack/fs-repair.js';
+import { undoRepair } from '../stack/filesystems/ext/fs-repair.js';
 import { info, notice, warn } from '../ui/console.js';
 import { formatBytes } from '../ui/format.js';
 import { DEFAULT_LINK, renderRunsTable } from '../ui/runs-view.js';

@@ -3,7 +3,7 @@ import type { FsType } from '../config/vault-config.js';
 import { CheckFailedError, CommandError, UsageError } from '../errors.js';
 import { run } from '../exec.js';
 import type { Layer, Leftover } from './layer.js';
-import { repairAfterCrash, repairKeepingUndo } from './fs-repair.js';
+import { repairAfterCrash, repairKeepingUndo } from './filesystems/ext/fs-repair.js';
 import { findProcesses, isMounted, stopProcess } from './mounts.js';
 
 /**
