@@ -8,7 +8,8 @@ import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { chooseEngine } from '../stack/engine.js';
-import { FsLayer, makeFilesystem } from '../stack/fs.js';
+import { filesystemFor } from '../stack/filesystems/index.js';
+import { FsLayer } from '../stack/fs.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, imageLayout, writeInitialLayout } from '../snapshot/layout.js';
 import { writeImageSequence } from '../snapshot/sequence.js';
@@ -32,9 +33,6 @@ export interface InitArgs extends GlobalArgs {
   preallocate?: boolean;
 }
 
-/** LUKS1 with a 512-bit key puts the payload at 2 MiB; below this there is no room for a useful filesystem. */
-const MIN_SIZE = 64 * 1024 * 1024;
-
 export async function cmdInit(a: InitArgs): Promise<number> {
   const name = checkVaultName(a.vault);
   const paths = vaultPaths(name);
@@ -53,7 +51,8 @@ export async function cmdInit(a: InitArgs): Promise<number> {
   } catch (e) {
     throw new UsageError(`--size ${a.size}: ${(e as Error).message}`);
   }
-  if (size < MIN_SIZE) throw new UsageError(`--size must be at least ${formatBytes(MIN_SIZE)}`);
+  const fs = filesystemFor(a.fs);
+  if (size < fs.minImageBytes) throw new UsageError(`--size must be at least ${formatBytes(fs.minImageBytes)} for ${a.fs}`);
   const sources = (a.source ?? []).map((s) => resolve(s));
   for (const s of sources) if (!existsSync(s)) throw new UsageError(`source path ${s} does not exist`);
   await chooseEngine(a.engine);
@@ -87,8 +86,8 @@ export async function cmdInit(a: InitArgs): Promise<number> {
           await session.formatImage(size);
           session.stack.setTop(join(paths.remoteMount, config.image));
           for (const layer of session.decryptionLayers()) await session.stack.push(layer);
-          await makeFilesystem(session.stack.top, config.fs);
-          await session.stack.push(new FsLayer(paths.fsMount, config.fs, false, () => {}, paths.pushRepairUndo));
+          await fs.make(session.stack.top);
+          await session.stack.push(new FsLayer(paths.fsMount, fs, false, () => {}, paths.pushRepairUndo));
           const layout = imageLayout(paths.fsMount);
           await writeInitialLayout(layout, { vaultId: config.vaultId, created: new Date().toISOString(), fs: config.fs, formatVersion: FORMAT_VERSION });
           await writeCatalog(layout.catalog, emptyCatalog(config.vaultId));

@@ -57,7 +57,8 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
       plan = planPrune(await snapshotDirs(layout), policy, onImage);
       if (a.dryRun) return reconcile(onImage, await snapshotDirs(layout));
       const alive = () => session.stack.assertAlive();
-      await finishLeftoverDeletions(layout, alive, notice);
+      const fs = session.fsLayer()!.fs;
+      await finishLeftoverDeletions(layout, alive, notice, (dir) => fs.removeSnapshot(dir));
       await alive();
       await markDeleting(layout, plan.remove.map((r) => r.dir));
       const catalog = reconcile(onImage, await snapshotDirs(layout));
@@ -65,7 +66,7 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
       // The commit point: once the renames are on the remote, no run lists these snapshots again, whatever cuts the deletion.
       await session.fsLayer()!.flush();
       await alive();
-      await finishDeleting(layout, alive);
+      await finishDeleting(layout, alive, (dir) => fs.removeSnapshot(dir));
       await session.noteSnapshots();
       const done = meter.phases;
       await appendRun(layout.runs, {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rename, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { cacheRoot, stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
@@ -13,7 +13,6 @@ import { writeManifest } from '../snapshot/manifest.js';
 import { nextSnapshotName, parseSnapshotDir, snapshotName, type SnapshotRef } from '../snapshot/naming.js';
 import { futureDated, latestComplete, nextSeq } from '../snapshot/order.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
-import { planLinks, removeStalePartials } from '../snapshot/resume.js';
 import { warningPaths } from '../snapshot/rsync-warnings.js';
 import { appendRun, type RunRecord } from '../snapshot/runs.js';
 import { info, isQuiet, notice, warn } from '../ui/console.js';
@@ -97,7 +96,8 @@ async function pushSnapshot(
   if (meta.vaultId !== session.o.config.vaultId) {
     throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${session.o.config.name}' (${session.o.config.vaultId}); refusing to write`);
   }
-  await finishLeftoverDeletions(layout, () => session.stack.assertAlive(), notice);
+  const fs = session.fsLayer()!.fs;
+  await finishLeftoverDeletions(layout, () => session.stack.assertAlive(), notice, (dir) => fs.removeSnapshot(dir));
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const known = await readCatalog(layout.catalog);
@@ -110,21 +110,20 @@ async function pushSnapshot(
       `snapshot ${ahead.name} is dated more than a day after this machine's clock (${snapshotName(now)}): a clock was or is wrong. Snapshots are ordered by push, not by name: the newest is ${previous?.name ?? 'none yet'}, and this push (${name}) becomes the latest`,
     );
   }
-  const target = join(layout.snapshots, `${name}.partial`);
   const cutOff = session.fsLayer()!.foundUnclean;
-  const links = planLinks(refs, previous, layout.snapshots, !cutOff);
   facts.snapshot = name;
   await session.stack.assertAlive();
   const resumed = refs.filter((r) => r.partial).pop();
   // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
   if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
   else if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
-  await mkdir(target);
+  const made = await fs.newSnapshot({ snapshotsDir: layout.snapshots, name, refs, previous, cutOff });
+  const target = made.partial;
   const bar = new SyncProgressBar(showProgress);
   const sync: SyncOptions = {
     sources,
     dest: target,
-    linkDests: links.linkDests,
+    snapshotArgs: made.rsyncArgs,
     excludes,
     // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault,
     // nor upload the block cache, a copy of the vault's own ciphertext, with every push.
@@ -147,15 +146,21 @@ async function pushSnapshot(
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
   debug(`push: rsync finished into ${name}.partial`);
-  await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
-  debug('push: manifest written');
+  if (fs.keepsManifests) {
+    await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: session.o.paths.state });
+    debug('push: manifest written');
+  }
   // Writes are acknowledged once sent and ext4 without a journal does not order them: only a flush makes the
   // snapshot's data and inodes safe to call complete, and shows a write the remote refused (a full disk).
-  await flushToRemote(session, 'the snapshot before its rename');
-  await session.stack.assertAlive();
-  await rename(target, join(layout.snapshots, name));
+  await fs.finishSnapshot(target, join(layout.snapshots, name), async () => {
+    await flushToRemote(session, 'the snapshot before its rename');
+    await session.stack.assertAlive();
+  });
   debug(`push: renamed ${name}.partial to ${name}`);
-  await removeStalePartials(links.stalePartials);
+  for (const dir of made.stalePartials) {
+    debug(`push: removing ${dir}, which the new snapshot replaces`);
+    await fs.removeSnapshot(dir);
+  }
 
   const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
   const catalog = upsert(reconcile(onImage, await snapshotDirs(layout)), {

@@ -101,7 +101,7 @@ export function buildCli(args: string[]): Argv {
           .option('source', { type: 'string', array: true, describe: 'path to back up (repeatable)' })
           .option('exclude', { type: 'string', array: true, describe: 'rsync exclude pattern (repeatable)' })
           .option('engine', { choices: ['auto', 'kernel', 'userspace'] as const, default: 'auto' as const })
-          .option('fs', { choices: ['ext4', 'ext2'] as const, default: 'ext4' as const, describe: 'ext4 without journal, or ext2' })
+          .option('fs', { choices: ['ext4', 'ext2', 'btrfs'] as const, default: 'ext4' as const, describe: 'ext4 without journal, ext2, or btrfs (read-only subvolume snapshots)' })
           .option('preallocate', { type: 'boolean', describe: 'write every byte of the image now (uploads its full size)' })
           .example('$0 init laptop --remote ssh://me@box.example.net/srv/backup --size 200G --source /home/me --passphrase-command "pass show backup"', 'a 200 GiB vault for /home/me'),
       action('init', cmdInit, { root: true, staleWarning: false }),

@@ -5,7 +5,7 @@ import { configDir, vaultPaths } from './paths.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { parseDuration, parseLinkRate } from '../ui/format.js';
 
-export type FsType = 'ext4' | 'ext2';
+export type FsType = 'ext4' | 'ext2' | 'btrfs';
 export type EngineChoice = 'auto' | 'kernel' | 'userspace';
 
 /** One human-editable JSON file per vault (docs/design.md, "Local state"). */
@@ -89,7 +89,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
   };
   if (typeof c.size !== 'number' || !Number.isSafeInteger(c.size) || c.size <= 0) fail(file, `'size' must be a positive number of bytes`);
   const fs = str('fs');
-  if (fs !== 'ext4' && fs !== 'ext2') fail(file, `'fs' must be ext4 or ext2`);
+  if (fs !== 'ext4' && fs !== 'ext2' && fs !== 'btrfs') fail(file, `'fs' must be ext4, ext2 or btrfs`);
   const engine = str('engine');
   if (engine !== 'auto' && engine !== 'kernel' && engine !== 'userspace') fail(file, `'engine' must be auto, kernel or userspace`);
   if (c.cacheBytes !== undefined && (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes < 0)) {

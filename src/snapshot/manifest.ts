@@ -229,7 +229,7 @@ async function cacheLocally(localDir: string, name: string, data: Buffer): Promi
 export interface VerifyProblem {
   snapshot: string;
   path: string;
-  problem: 'content differs' | 'missing' | 'unreadable';
+  problem: 'content differs' | 'missing' | 'unreadable' | 'checksum error';
 }
 
 export interface VerifyResult {
@@ -238,6 +238,8 @@ export interface VerifyResult {
   filesRead: number;
   bytesRead: number;
   problems: VerifyProblem[];
+  /** Set where the filesystem's own checksums were verified (btrfs scrub) instead of manifests: what it found. */
+  scrub?: { errors: string | undefined };
 }
 
 /** Verification's progress: the bytes it will read (each distinct file once), then each file read. */

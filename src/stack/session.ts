@@ -17,6 +17,7 @@ import { formatBytes } from '../ui/format.js';
 import type { TrafficMeter } from '../remote/traffic.js';
 import { parseRemote, type RemoteSpec } from '../remote/url.js';
 import { chooseEngine, type Engine } from './engine.js';
+import { filesystemFor } from './filesystems/index.js';
 import { FsLayer } from './fs.js';
 import { ImageCacheLayer } from './image-cache.js';
 import type { Layer } from './layer.js';
@@ -303,7 +304,7 @@ export class VaultSession {
     // The first decryption layer opens the image file inside the sshfs mount, not the mount itself.
     this.stack.setTop(join(this.o.paths.remoteMount, this.o.config.image));
     for (const layer of this.decryptionLayers()) await this.stack.push(layer);
-    const mount = await this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, this.o.readOnly, this.o.notice, this.o.paths.pushRepairUndo));
+    const mount = await this.stack.push(new FsLayer(this.o.paths.fsMount, filesystemFor(this.o.config.fs), this.o.readOnly, this.o.notice, this.o.paths.pushRepairUndo));
     await this.guardRollback(!this.o.readOnly);
     return mount;
   }
