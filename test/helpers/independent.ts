@@ -529,17 +529,29 @@ export async function churnSourceTree(dir: string): Promise<ChurnManifest> {
 
 // ---------------------------------------------------------------------- btrfs
 
-/** The subvolumes of a btrfs image by name, from its root tree: id and whether it is read-only. */
-export async function btrfsSubvolumes(raw: string): Promise<Map<string, { id: number; readOnly: boolean }>> {
+export interface BtrfsSubvolume {
+  id: number;
+  readOnly: boolean;
+  /**
+   * Where its tree's root node is: copy-on-write moves it with any change to
+   * the subvolume, so an unchanged value means an unchanged subvolume.
+   */
+  rootNode: string;
+}
+
+/** The subvolumes of a btrfs image by name, from its root tree. */
+export async function btrfsSubvolumes(raw: string): Promise<Map<string, BtrfsSubvolume>> {
   const out = (await execa('btrfs', ['inspect-internal', 'dump-tree', '-t', 'root', raw])).stdout;
-  const flags = new Map<number, boolean>();
-  for (const m of out.matchAll(/key \((\d+) ROOT_ITEM \d+\)[^\n]*\n(?:\t\t[^\n]*\n)*?\t\t[^\n]*flags (0x[0-9a-f]+)/g)) {
-    flags.set(Number(m[1]), (Number(m[2]) & 1) === 1);
+  const items = new Map<number, { readOnly: boolean; rootNode: string }>();
+  for (const m of out.matchAll(/key \((\d+) ROOT_ITEM \d+\)[^\n]*\n\t\tgeneration \d+ root_dirid \d+ bytenr (\d+)[^\n]*\n\t\t[^\n]*flags (0x[0-9a-f]+)/g)) {
+    items.set(Number(m[1]), { rootNode: m[2]!, readOnly: (Number(m[3]) & 1) === 1 });
   }
-  const subvolumes = new Map<string, { id: number; readOnly: boolean }>();
+  const subvolumes = new Map<string, BtrfsSubvolume>();
   for (const m of out.matchAll(/key \(\S+ ROOT_REF (\d+)\)[^\n]*\n\t\troot ref key dirid \d+ sequence \d+ name (.*)/g)) {
     const id = Number(m[1]);
-    subvolumes.set(m[2]!, { id, readOnly: flags.get(id) ?? false });
+    const item = items.get(id);
+    if (!item) throw new Error(`subvolume ${m[2]} (${id}) has no root item in ${raw}`);
+    subvolumes.set(m[2]!, { id, ...item });
   }
   return subvolumes;
 }
@@ -583,8 +595,8 @@ async function btrfsNames(raw: string, id: number): Promise<{ names: Map<number,
  * xattrs. btrfs restore writes every name as its own file, so names that
  * share an inode in the image are hard-linked again.
  */
-export async function btrfsRestore(raw: string, snapshot: string, destDir: string): Promise<void> {
-  const sub = (await btrfsSubvolumes(raw)).get(snapshot);
+export async function btrfsRestore(raw: string, snapshot: string, destDir: string, subvolumes?: Map<string, BtrfsSubvolume>): Promise<void> {
+  const sub = (subvolumes ?? (await btrfsSubvolumes(raw))).get(snapshot);
   if (!sub) throw new Error(`no subvolume ${snapshot} in ${raw}`);
   await mkdir(destDir, { recursive: true });
   await execa('btrfs', ['restore', '-r', String(sub.id), '-m', '-S', '-x', raw, destDir]);

@@ -8,7 +8,7 @@ import { planLinks } from '../../../snapshot/resume.js';
 import type { Filesystem, FsckResult, NewSnapshot, NewSnapshotOptions, OpenOptions } from '../filesystem.js';
 import { repairAfterCrash, repairKeepingUndo, undoRepair } from './fs-repair.js';
 
-export type FsState = 'clean' | 'not clean' | 'errors';
+type FsState = 'clean' | 'not clean' | 'errors';
 
 async function filesystemState(device: string): Promise<FsState> {
   let out: string;
