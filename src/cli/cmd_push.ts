@@ -114,7 +114,8 @@ async function pushSnapshot(
   facts.snapshot = name;
   await session.stack.assertAlive();
   const resumed = refs.filter((r) => r.partial).pop();
-  // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
+  // The new name says when the data was really taken; what the interrupted run copied is reused, never changed
+  // where complete snapshots share it (docs/design.md, "Snapshots").
   if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
   else if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
   const made = await fs.newSnapshot({ snapshotsDir: layout.snapshots, name, refs, previous, cutOff });
