@@ -308,7 +308,7 @@ async function runConfig(name: string, o: Options, ctx: Ctx): Promise<ConfigResu
 }
 
 /**
- * The filesystem's geometry as the product's own makeFilesystem (dist/, through the
+ * The filesystem's geometry as the product's own filesystem (dist/, through the
  * configuration's shims) makes it on a local sparse file of the image's size.
  */
 async function geometry(dir: string, fs: string, size: string, shimDir: string): Promise<Geometry | undefined> {
@@ -317,9 +317,9 @@ async function geometry(dir: string, fs: string, size: string, shimDir: string):
   try {
     sh('truncate', ['-s', size, f]);
     // The built product at run time, not compiled into the bench: the bench measures what bin/sshvault runs.
-    const { makeFilesystem } = (await import(join(ROOT, 'dist', 'stack', 'fs.js'))) as { makeFilesystem(file: string, fs: string): Promise<void> };
+    const { filesystemFor } = (await import(join(ROOT, 'dist', 'stack', 'filesystems', 'index.js'))) as { filesystemFor(fs: string): { make(device: string): Promise<void> } };
     process.env.PATH = `${shimDir}:${savedPath}`;
-    await makeFilesystem(f, fs);
+    await filesystemFor(fs).make(f);
     const out = sh('dumpe2fs', ['-h', f], { env: process.env }).stdout;
     const num = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+)`, 'm').exec(out)?.[1]);
     return { blockSize: num('Block size'), inodeSize: num('Inode size'), blocksPerGroup: num('Blocks per group'), inodesPerGroup: num('Inodes per group') };

@@ -8,6 +8,7 @@ PACKAGES=(
   openssh-client openssh-server sshfs fuse3   # transport and the remote mount
   cryptsetup-bin qemu-utils libnbd-bin         # LUKS format and keys; the userspace engine (nbdfuse)
   e2fsprogs rsync util-linux mount             # filesystem, snapshots, loop devices
+  btrfs-progs                                  # btrfs vaults (--fs btrfs)
   acl attr                                     # the tests set ACLs and xattrs on their source trees
   librsvg2-bin libxml2-utils groff-base        # the tests parse and render stats --plot's SVG and the man page
 )

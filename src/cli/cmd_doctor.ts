@@ -19,6 +19,7 @@ const TOOLS: [string, string, string][] = [
   ['nbdfuse', 'libnbd-bin', 'userspace engine'],
   ['mkfs.ext4', 'e2fsprogs', 'filesystem'],
   ['e2fsck', 'e2fsprogs', 'filesystem checks'],
+  ['btrfs', 'btrfs-progs', 'btrfs vaults'],
   ['rsync', 'rsync', 'snapshots'],
 ];
 

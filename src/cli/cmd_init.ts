@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import { configureLog } from '../log.js';
 import { parseRemote } from '../remote/url.js';
 import { chooseEngine, ENGINE_CHOICES } from '../stack/engines/index.js';
+import { filesystemFor, FS_CHOICES } from '../stack/filesystems/index.js';
 import { emptyCatalog, writeCatalog } from '../snapshot/catalog.js';
 import { FORMAT_VERSION, writeInitialLayout } from '../snapshot/layout.js';
 import { info } from '../ui/console.js';
@@ -29,7 +30,7 @@ const builder = (y: CommandArgv) =>
     .option('source', { type: 'string', array: true, describe: 'path to back up (repeatable)' })
     .option('exclude', { type: 'string', array: true, describe: 'rsync exclude pattern (repeatable)' })
     .option('engine', { choices: ENGINE_CHOICES, default: 'auto' })
-    .option('fs', { choices: ['ext4', 'ext2'] as const, default: 'ext4' as const, describe: 'ext4 without journal, or ext2' })
+    .option('fs', { choices: FS_CHOICES, default: FS_CHOICES[0], describe: 'ext4 without journal, ext2, or btrfs (read-only subvolume snapshots)' })
     .option('preallocate', { type: 'boolean', describe: 'write every byte of the image now (uploads its full size)' })
     .example('$0 init laptop --remote ssh://me@box.example.net/srv/backup --size 200G --source /home/me --passphrase-command "pass show backup"', 'a 200 GiB vault for /home/me');
 
@@ -41,9 +42,6 @@ export const initCommand: CommandOf<typeof builder> = {
   builder,
   handler: action('init', cmdInit, { root: true, staleWarning: false }),
 };
-
-/** LUKS1 with a 512-bit key puts the payload at 2 MiB; below this there is no room for a useful filesystem. */
-const MIN_SIZE = 64 * 1024 * 1024;
 
 export async function cmdInit(a: InitArgs): Promise<number> {
   const name = checkVaultName(a.vault);
@@ -63,7 +61,8 @@ export async function cmdInit(a: InitArgs): Promise<number> {
   } catch (e) {
     throw new UsageError(`--size ${a.size}: ${(e as Error).message}`);
   }
-  if (size < MIN_SIZE) throw new UsageError(`--size must be at least ${formatBytes(MIN_SIZE)}`);
+  const fs = filesystemFor(a.fs);
+  if (size < fs.minImageBytes) throw new UsageError(`--size must be at least ${formatBytes(fs.minImageBytes)} for ${a.fs}`);
   const sources = (a.source ?? []).map((s) => resolve(s));
   for (const s of sources) if (!existsSync(s)) throw new UsageError(`source path ${s} does not exist`);
   await chooseEngine(a.engine);

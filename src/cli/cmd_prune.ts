@@ -13,6 +13,7 @@ import { withReader, withWriter, type VaultReader } from '../session/open.js';
 import { exclusive, openContext, passphraseFor, type VaultContext } from './common.js';
 import { action } from './action.js';
 import { vaultArg, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
+import { filesystemFor } from '../stack/filesystems/index.js';
 
 const builder = (y: CommandArgv) =>
   vaultArg(y)
@@ -81,7 +82,8 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
           const { onImage, layout, plan: chosen } = await readPlan(vault, ctx, policy);
           plan = chosen;
           const alive = () => vault.assertAlive();
-          await finishLeftoverDeletions(layout, alive, notice);
+          const fs = filesystemFor(ctx.config.fs);
+          await finishLeftoverDeletions(layout, alive, notice, (dir) => fs.removeSnapshot(dir));
           await alive();
           // Kept snapshots' manifests must not depend on what goes: their new full manifests are on the remote before any removal.
           const rewritten = await keepChainsWhole(layout, new Set(chosen.keep.map((k) => k.name)));
@@ -96,7 +98,7 @@ export async function cmdPrune(a: PruneArgs): Promise<number> {
           // The commit point: once the renames are on the remote, no run lists these snapshots again, whatever cuts the deletion.
           await vault.flush();
           await alive();
-          await finishDeleting(layout, alive);
+          await finishDeleting(layout, alive, (dir) => fs.removeSnapshot(dir));
           await vault.noteSnapshots();
           await vault.recordRun();
           // Deleting is metadata writes: flushed here, so their upload counts in this phase.

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, rename, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { cacheRoot, stateRoot } from '../config/paths.js';
 import { listVaults } from '../config/vault-config.js';
@@ -11,7 +11,6 @@ import { writeManifest } from '../snapshot/manifest.js';
 import { nextSnapshotName, parseSnapshotDir, snapshotName, type SnapshotRef } from '../snapshot/naming.js';
 import { futureDated, latestComplete, nextSeq } from '../snapshot/order.js';
 import { remainingBytes, RsyncFailure, syncSnapshot, type SyncOptions, type SyncResult } from '../snapshot/rsync.js';
-import { planLinks, removeStalePartials } from '../snapshot/resume.js';
 import { warningPaths } from '../snapshot/rsync-warnings.js';
 import type { RunRecord } from '../snapshot/runs.js';
 import { info, isQuiet, notice, warn } from '../ui/console.js';
@@ -24,6 +23,7 @@ import { renderRunSummary } from '../ui/runs-view.js';
 import { finishLeftoverDeletions } from '../snapshot/deleting.js';
 import { action } from './action.js';
 import { type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
+import { filesystemFor } from '../stack/filesystems/index.js';
 
 const builder = (y: CommandArgv) =>
   y
@@ -101,7 +101,8 @@ async function pushSnapshot(vault: VaultWriter, ctx: VaultContext, sources: stri
   if (meta.vaultId !== ctx.config.vaultId) {
     throw new UsageError(`the remote image belongs to vault ${meta.vaultId}, not to '${ctx.config.name}' (${ctx.config.vaultId}); refusing to write`);
   }
-  await finishLeftoverDeletions(layout, () => vault.assertAlive(), notice);
+  const fs = filesystemFor(ctx.config.fs);
+  await finishLeftoverDeletions(layout, () => vault.assertAlive(), notice, (dir) => fs.removeSnapshot(dir));
   const dirs = await snapshotDirs(layout);
   const refs = dirs.map(parseSnapshotDir).filter((r): r is SnapshotRef => r !== null);
   const known = await readCatalog(layout.catalog);
@@ -114,21 +115,21 @@ async function pushSnapshot(vault: VaultWriter, ctx: VaultContext, sources: stri
       `snapshot ${ahead.name} is dated more than a day after this machine's clock (${snapshotName(now)}): a clock was or is wrong. Snapshots are ordered by push, not by name: the newest is ${previous?.name ?? 'none yet'}, and this push (${name}) becomes the latest`,
     );
   }
-  const target = join(layout.snapshots, `${name}.partial`);
   const cutOff = vault.foundUnclean;
-  const links = planLinks(refs, previous, layout.snapshots, !cutOff);
   facts.snapshot = name;
   await vault.assertAlive();
   const resumed = refs.filter((r) => r.partial).pop();
-  // The new name says when the data was really taken; what the interrupted run copied is reused, never changed.
+  // The new name says when the data was really taken; what the interrupted run copied is reused, never changed
+  // where complete snapshots share it (docs/design.md, "Snapshots").
   if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
   else if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
-  await mkdir(target);
+  const made = await fs.newSnapshot({ snapshotsDir: layout.snapshots, name, refs, previous, cutOff });
+  const target = made.partial;
   const bar = new SyncProgressBar(showProgress);
   const sync: SyncOptions = {
     sources,
     dest: target,
-    linkDests: links.linkDests,
+    snapshotArgs: made.rsyncArgs,
     excludes: ctx.config.excludes,
     // sshvault's own mounts live in its state directory: backing up / or ~ must not recurse into the vault,
     // nor upload the block cache, a copy of the vault's own ciphertext, with every push.
@@ -151,15 +152,21 @@ async function pushSnapshot(vault: VaultWriter, ctx: VaultContext, sources: stri
   facts.changedBytes = result.stats.transferredFileSize;
   facts.rsync = result.stats;
   debug(`push: rsync finished into ${name}.partial`);
-  await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: ctx.paths.state });
-  debug('push: manifest written');
+  if (fs.keepsManifests) {
+    await writeManifest({ layout, name, dir: target, previous: previous && { name: previous.name, dir: join(layout.snapshots, previous.name) }, cacheDir: ctx.paths.state });
+    debug('push: manifest written');
+  }
   // Writes are acknowledged once sent and ext4 without a journal does not order them: only a flush makes the
   // snapshot's data and inodes safe to call complete, and shows a write the remote refused (a full disk).
-  await flushToRemote(vault, 'the snapshot before its rename');
-  await vault.assertAlive();
-  await rename(target, join(layout.snapshots, name));
+  await fs.finishSnapshot(target, join(layout.snapshots, name), async () => {
+    await flushToRemote(vault, 'the snapshot before its rename');
+    await vault.assertAlive();
+  });
   debug(`push: renamed ${name}.partial to ${name}`);
-  await removeStalePartials(links.stalePartials);
+  for (const dir of made.stalePartials) {
+    debug(`push: removing ${dir}, which the new snapshot replaces`);
+    await fs.removeSnapshot(dir);
+  }
 
   const onImage = (await readCatalog(layout.catalog)) ?? emptyCatalog(meta.vaultId);
   const catalog = upsert(reconcile(onImage, await snapshotDirs(layout)), {

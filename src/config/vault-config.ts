@@ -5,8 +5,10 @@ import { configDir, vaultPaths } from './paths.js';
 import type { RetentionPolicy } from '../snapshot/retention.js';
 import { parseDuration, parseLinkRate } from '../ui/format.js';
 import { ENGINE_CHOICES } from '../stack/engines/index.js';
+import { FS_CHOICES } from '../stack/filesystems/index.js';
 
-export type FsType = 'ext4' | 'ext2';
+/** A filesystem's name (`FS_CHOICES`). */
+export type FsType = string;
 /** `auto` or an engine's name (`ENGINE_CHOICES`). */
 export type EngineChoice = string;
 
@@ -91,7 +93,7 @@ export function validateConfig(raw: unknown, file: string): VaultConfig {
   };
   if (typeof c.size !== 'number' || !Number.isSafeInteger(c.size) || c.size <= 0) fail(file, `'size' must be a positive number of bytes`);
   const fs = str('fs');
-  if (fs !== 'ext4' && fs !== 'ext2') fail(file, `'fs' must be ext4 or ext2`);
+  if (fs === undefined || !FS_CHOICES.includes(fs)) fail(file, `'fs' must be ${FS_CHOICES.slice(0, -1).join(', ')} or ${FS_CHOICES.at(-1)}`);
   const engine = str('engine');
   if (engine === undefined || !ENGINE_CHOICES.includes(engine)) fail(file, `'engine' must be ${ENGINE_CHOICES.slice(0, -1).join(', ')} or ${ENGINE_CHOICES.at(-1)}`);
   if (c.cacheBytes !== undefined && (typeof c.cacheBytes !== 'number' || !Number.isSafeInteger(c.cacheBytes) || c.cacheBytes < 0)) {

@@ -4,6 +4,10 @@ import { snapshotDirs, type ImageLayout } from './layout.js';
 import { removeManifest } from './manifest.js';
 import { deletingDir, parseDeletingDir } from './naming.js';
 
+function removeTree(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true });
+}
+
 /**
  * Takes snapshot directories out of the snapshots' names. The caller flushes
  * before deleting anything: from then on, a cut can only leave `.deleting`
@@ -17,13 +21,13 @@ export async function markDeleting(layout: ImageLayout, dirs: string[]): Promise
  * Deletes every `.deleting` directory, with the manifest of the snapshot it
  * was: this run's, or what an interrupted prune left. Returns their names.
  */
-export async function finishDeleting(layout: ImageLayout, beforeEach: () => Promise<void>): Promise<string[]> {
+export async function finishDeleting(layout: ImageLayout, beforeEach: () => Promise<void>, remove: (dir: string) => Promise<void> = removeTree): Promise<string[]> {
   const done: string[] = [];
   for (const dir of await snapshotDirs(layout)) {
     const ref = parseDeletingDir(dir);
     if (!ref) continue;
     await beforeEach();
-    await rm(join(layout.snapshots, dir), { recursive: true, force: true });
+    await remove(join(layout.snapshots, dir));
     await removeManifest(layout, ref.name);
     done.push(dir);
   }
@@ -31,7 +35,12 @@ export async function finishDeleting(layout: ImageLayout, beforeEach: () => Prom
 }
 
 /** What an interrupted prune left half-deleted: every writing run finishes it before it writes anything else. */
-export async function finishLeftoverDeletions(layout: ImageLayout, beforeEach: () => Promise<void>, notice: (message: string) => void): Promise<void> {
-  const done = await finishDeleting(layout, beforeEach);
+export async function finishLeftoverDeletions(
+  layout: ImageLayout,
+  beforeEach: () => Promise<void>,
+  notice: (message: string) => void,
+  remove: (dir: string) => Promise<void> = removeTree,
+): Promise<void> {
+  const done = await finishDeleting(layout, beforeEach, remove);
   if (done.length) notice(`Finished deleting what an interrupted prune left: ${done.join(', ')}.`);
 }

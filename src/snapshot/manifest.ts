@@ -221,7 +221,7 @@ async function readCached(localDir: string, name: string): Promise<ResolvedManif
 export interface VerifyProblem {
   snapshot: string;
   path: string;
-  problem: 'content differs' | 'missing' | 'unreadable' | 'manifest chain broken';
+  problem: 'content differs' | 'missing' | 'unreadable' | 'manifest chain broken' | 'checksum error';
 }
 
 export interface VerifyResult {
@@ -230,6 +230,8 @@ export interface VerifyResult {
   filesRead: number;
   bytesRead: number;
   problems: VerifyProblem[];
+  /** Set where the filesystem's own checksums were verified (btrfs scrub) instead of manifests: what it found. */
+  scrub?: { errors: string | undefined };
 }
 
 /** Verification's progress: the bytes it will read (each distinct file once), then each file read. */

@@ -1,6 +1,4 @@
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { debug } from '../log.js';
 import { sortSnapshots, type SnapshotRef } from './naming.js';
 
 /** rsync takes at most 20 --link-dest directories. */
@@ -32,11 +30,4 @@ export function planLinks(refs: SnapshotRef[], base: SnapshotRef | undefined, sn
     linkDests: [...(trustPartials ? partials.slice(0, room) : []), ...(base ? [join(snapshotsDir, base.name)] : [])],
     stalePartials: partials,
   };
-}
-
-export async function removeStalePartials(dirs: string[]): Promise<void> {
-  for (const dir of dirs) {
-    debug(`push: removing ${dir}, which the new snapshot replaces`);
-    await rm(dir, { recursive: true, force: true });
-  }
 }

@@ -13,8 +13,8 @@ export interface SyncProgress {
 export interface SyncOptions {
   sources: string[];
   dest: string;
-  /** Directories rsync hard-links unchanged files from, searched in this order. */
-  linkDests: string[];
+  /** The filesystem's way of making a snapshot from the previous one: `--link-dest`s on ext. */
+  snapshotArgs: string[];
   excludes: string[];
   /** Paths never to back up, however the sources are chosen: sshvault's own mounts live there. */
   alwaysExclude: string[];
@@ -53,7 +53,7 @@ function rsyncArgs(o: Omit<SyncOptions, 'signal' | 'onProgress'>): string[] {
     '--relative',
     '--stats',
     '--info=progress2',
-    ...o.linkDests.map((d) => `--link-dest=${d}`),
+    ...o.snapshotArgs,
     ...o.alwaysExclude.map((p) => `--exclude=${p}`),
     ...o.excludes.map((p) => `--exclude=${p}`),
     ...o.sources,

@@ -22,7 +22,8 @@ import { completeSnapshots, writeImageSequence } from '../snapshot/sequence.js';
 import { BindLayer } from './mount/bind.js';
 import type { BlockStack, Engine } from './engines/engine.js';
 import { chooseEngine } from './engines/index.js';
-import { FsLayer, makeFilesystem, readaheadForWholeFiles } from './fs.js';
+import { filesystemFor } from './filesystems/index.js';
+import { FsLayer, readaheadForWholeFiles } from './fs.js';
 import { ImageCacheLayer } from './block/image-cache.js';
 import { SshfsLayer } from './mount/sshfs.js';
 import { Stack } from './stack.js';
@@ -215,7 +216,7 @@ export class VaultSession {
   }
 
   private mountFs(readOnly: boolean, notice: (message: string) => void): Promise<string> {
-    return this.stack.push(new FsLayer(this.o.paths.fsMount, this.o.config.fs, readOnly, notice, this.o.paths.pushRepairUndo));
+    return this.stack.push(new FsLayer(this.o.paths.fsMount, filesystemFor(this.o.config.fs), readOnly, notice, this.o.paths.pushRepairUndo));
   }
 
   /** After a bare `openImage` (check --verify-data): the filesystem read-only, behind the rollback guard, with readahead for reading whole files. */
@@ -233,7 +234,7 @@ export class VaultSession {
    */
   async create(size: number): Promise<ImageLayout> {
     this.header = await this.created!.formatImage(await this.conn!.sftp(), this.o.paths.run, size, this.o.passphrase);
-    await makeFilesystem(await this.openImage(), this.o.config.fs);
+    await filesystemFor(this.o.config.fs).make(await this.openImage());
     await this.mountFs(false, () => {});
     return this.layout;
   }

@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { open } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { churnSourceTree } from '../helpers/independent.js';
+import { btrfsExtents, churnSourceTree } from '../helpers/independent.js';
 import { jsonOf, setupVault, withPlaintext, type TestVault } from '../helpers/vault.js';
 
 interface CheckJson {
@@ -124,5 +124,73 @@ describe('check', () => {
     await v.push();
     expect((await check('--verify-data', 'latest')).exitCode).toBe(0);
     expect(await v.leftovers()).toEqual([]);
+  });
+});
+
+/** Where a file's first data block lies in the image of a btrfs vault: its extent's logical address, mapped by btrfs-map-logical. */
+async function btrfsCiphertextOffset(v: TestVault, snapshot: string, path: string): Promise<number> {
+  const payloadSectors = Number(/Payload offset:\s*(\d+)/.exec((await execa('cryptsetup', ['luksDump', v.image])).stdout)![1]);
+  return withPlaintext(v.image, v.ws.passphrase, async (plain) => {
+    const [extent] = await btrfsExtents(plain, snapshot, path);
+    const logical = extent!.split('+')[0]!;
+    const physical = Number(/physical (\d+)/.exec((await execa('btrfs-map-logical', ['-l', logical, plain])).stdout)![1]);
+    return payloadSectors * 512 + physical;
+  });
+}
+
+/**
+ * On btrfs, `check` is `btrfs check --readonly` and `--verify-data` a scrub
+ * of every checksum; the damaged file is named in every snapshot that shares it.
+ */
+describe('check on btrfs', () => {
+  let v: TestVault;
+  const snapshots: string[] = [];
+
+  beforeAll(async () => {
+    v = await setupVault('chkb', { fs: 'btrfs' });
+    snapshots.push(await v.push());
+    await churnSourceTree(v.src);
+    snapshots.push(await v.push());
+  });
+
+  afterAll(async () => {
+    await v?.dispose();
+  });
+
+  const check = (...args: string[]) => v.ws.sv(['check', v.name, '--json', ...args]);
+
+  it('a clean image exits 0 and a scrub finds nothing', async () => {
+    const r = jsonOf<CheckJson>(await check('--verify-data'), 'check --verify-data');
+    expect(r.fsck).toMatchObject({ clean: true, repaired: false });
+    expect(r.verify!.problems).toEqual([]);
+    expect(r.run.phases.map((p) => p.name)).toEqual(['connect', 'open', 'fsck', 'verify', 'close']);
+    expect(await v.leftovers()).toEqual([]);
+  });
+
+  it('--verify-data names the file of an old snapshot whose ciphertext has a flipped byte, and exits 7', async () => {
+    // Random bytes: stored uncompressed, and unchanged by the churn, so both snapshots share the extent.
+    const file = `${v.src}/data/big-random.bin`;
+    const offset = (await btrfsCiphertextOffset(v, snapshots[0]!, file)) + 1000;
+    await flipByte(v.image, offset);
+    try {
+      const r = await check('--verify-data');
+      expect(r.exitCode, r.stderr).toBe(7);
+      const out = JSON.parse(r.stdout) as CheckJson;
+      expect(out.verify!.problems).toEqual(snapshots.map((s) => ({ snapshot: s, path: file, problem: 'checksum error' })));
+      const text = await v.ws.sv(['check', v.name, '--verify-data', snapshots[0]!]);
+      expect(text.exitCode).toBe(7);
+      expect(text.stdout).toContain(`checksum error: ${snapshots[0]}${file}`);
+      expect(text.stderr).toContain("checksums show damage");
+    } finally {
+      await flipByte(v.image, offset);
+    }
+    expect((await check('--verify-data')).exitCode).toBe(0);
+    expect(await v.leftovers()).toEqual([]);
+  });
+
+  it('refuses --repair before connecting: sshvault does not repair btrfs', async () => {
+    const r = await v.ws.sv(['check', v.name, '--repair']);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('does not repair btrfs');
   });
 });

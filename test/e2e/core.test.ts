@@ -4,16 +4,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
 import { forceCleanup, leftovers } from '../helpers/cleanup.js';
-import { compareTrees, debugfsStat, decryptImage, makeSourceTree, churnSourceTree, rdump } from '../helpers/independent.js';
+import { btrfsExtents, btrfsRestore, btrfsSubvolumes, compareTrees, debugfsStat, decryptImage, makeSourceTree, churnSourceTree, rdump } from '../helpers/independent.js';
 import { startRelay, type Relay } from '../helpers/relay.js';
 import { startSshd, type SshdFixture } from '../helpers/sshd.js';
 
 /**
  * The core pipeline against a real OpenSSH sshd, checked from outside
  * sshvault's code: qemu-img's LUKS driver decrypts the image, debugfs reads
- * the filesystem without mounting it, and a counting relay measures the wire.
+ * the filesystem without mounting it (debugfs for ext4, btrfs restore and
+ * dump-tree for btrfs), and a counting relay measures the wire.
  */
-describe('init, push, change, push, list, stats', () => {
+describe.each(['ext4', 'btrfs'] as const)('init, push, change, push, list, stats (%s)', (fs) => {
   let sshd: SshdFixture;
   let relay: Relay;
   let ws: Workspace;
@@ -66,7 +67,7 @@ describe('init, push, change, push, list, stats', () => {
 
   it('init creates a LUKS1 image that an independent decryptor opens', async () => {
     const r = await ws.sv([
-      'init', 'core', '--remote', remote(), '--size', '256M', '--fs', 'ext4',
+      'init', 'core', '--remote', remote(), '--size', '256M', '--fs', fs,
       '--identity', sshd.userKeyPath, '--known-hosts', join(ws.dir, 'known_hosts'), '--accept-new-host-key',
       '--passphrase-file', ws.passphraseFile, '--source', src,
     ]);
@@ -134,13 +135,25 @@ describe('init, push, change, push, list, stats', () => {
       const raw = join(out, 'plain.raw');
       await decryptImage(join(remoteDir, 'vault.img'), ws.passphrase, raw);
       const dump = join(out, 'dump');
-      await rdump(raw, `/snapshots/${snapshots[1]}`, dump);
-      expect(await compareTrees(src, join(dump, snapshots[1], src))).toEqual([]);
+      if (fs === 'btrfs') {
+        await btrfsRestore(raw, snapshots[1]!, dump);
+        expect(await compareTrees(src, join(dump, src), { xattrs: true })).toEqual([]);
+        // Complete snapshots are read-only subvolumes; an unchanged file's data is shared, not copied.
+        const subvolumes = await btrfsSubvolumes(raw);
+        expect(snapshots.map((n) => subvolumes.get(n)?.readOnly)).toEqual([true, true]);
+        const unchanged = join(src, 'data', 'one-mib.bin');
+        const a = await btrfsExtents(raw, snapshots[0]!, unchanged);
+        expect(a.length).toBeGreaterThan(0);
+        expect(await btrfsExtents(raw, snapshots[1]!, unchanged)).toEqual(a);
+      } else {
+        await rdump(raw, `/snapshots/${snapshots[1]}`, dump);
+        expect(await compareTrees(src, join(dump, snapshots[1], src))).toEqual([]);
 
-      const unchanged = join(src, 'docs', 'readme.txt');
-      const a = await debugfsStat(raw, `/snapshots/${snapshots[0]}${unchanged}`);
-      const b = await debugfsStat(raw, `/snapshots/${snapshots[1]}${unchanged}`);
-      expect(b.inode).toBe(a.inode);
+        const unchanged = join(src, 'docs', 'readme.txt');
+        const a = await debugfsStat(raw, `/snapshots/${snapshots[0]}${unchanged}`);
+        const b = await debugfsStat(raw, `/snapshots/${snapshots[1]}${unchanged}`);
+        expect(b.inode).toBe(a.inode);
+      }
 
       // Ciphertext only: the passphrase and plaintext file names never reach the remote.
       const img = await readFile(join(remoteDir, 'vault.img'));

@@ -24,13 +24,25 @@ async function docBlocks(): Promise<Map<string, string>> {
  * is this test's own), then the result compared with the source.
  */
 describe("README: 'Restore without sshvault', without device-mapper", () => {
+  restoreScenarios('ext4');
+});
+
+/**
+ * The same on a btrfs vault: the ext steps as written, and `btrfs restore`
+ * from a plaintext copy, without mounting anything.
+ */
+describe("README: 'Restore without sshvault', a btrfs vault", () => {
+  restoreScenarios('btrfs');
+});
+
+function restoreScenarios(fs: 'ext4' | 'btrfs'): void {
   let v: TestVault;
   let blocks: Map<string, string>;
   let work: string;
   let headerBackup: string;
 
   beforeAll(async () => {
-    v = await setupVault('doc');
+    v = await setupVault(fs === 'btrfs' ? 'docb' : 'doc', { fs });
     await v.push();
     await churnSourceTree(v.src);
     await v.push();
@@ -75,6 +87,23 @@ describe("README: 'Restore without sshvault', without device-mapper", () => {
       await forceCleanup(join(work, name));
       throw new Error(`the doc's commands failed (${r.exitCode}):\n${r.stdout}\n${r.stderr}`);
     }
+  }
+
+  if (fs === 'btrfs') {
+    it('qemu-nbd and nbdfuse, mounted as the ext steps say: the newest snapshot comes back equal to the source', async () => {
+      await runDoc('nbdfuse', ['reach', 'key', 'nbdfuse', 'copy', 'unmount-nbdfuse']);
+      expect(await compareTrees(v.src, join(work, 'nbdfuse', 'dest'), { xattrs: true })).toEqual([]);
+      expect(await leftovers(work)).toEqual([]);
+    });
+
+    it('btrfs restore, without mounting: the same, but for hard links', async () => {
+      await runDoc('btrfs-restore', ['reach', 'key', 'btrfs-restore']);
+      const diffs = await compareTrees(v.src, join(work, 'btrfs-restore', 'dest'), { xattrs: true });
+      expect(diffs.filter((d) => !/^hard\/\S+: hard-linked with/.test(d))).toEqual([]);
+      expect(diffs.length).toBeGreaterThan(0);
+      expect(await leftovers(work)).toEqual([]);
+    });
+    return;
   }
 
   it('marks every block this test runs', () => {
@@ -140,4 +169,4 @@ describe("README: 'Restore without sshvault', without device-mapper", () => {
       expect(await leftovers(fresh.dir)).toEqual([]);
     });
   });
-});
+}

@@ -526,3 +526,95 @@ export async function churnSourceTree(dir: string): Promise<ChurnManifest> {
     newContentBytes: Object.values(added).reduce((t, b) => t + b.length, 0) + changed.length,
   };
 }
+
+// ---------------------------------------------------------------------- btrfs
+
+export interface BtrfsSubvolume {
+  id: number;
+  readOnly: boolean;
+  /**
+   * Where its tree's root node is: copy-on-write moves it with any change to
+   * the subvolume, so an unchanged value means an unchanged subvolume.
+   */
+  rootNode: string;
+}
+
+/** The subvolumes of a btrfs image by name, from its root tree. */
+export async function btrfsSubvolumes(raw: string): Promise<Map<string, BtrfsSubvolume>> {
+  const out = (await execa('btrfs', ['inspect-internal', 'dump-tree', '-t', 'root', raw])).stdout;
+  const items = new Map<number, { readOnly: boolean; rootNode: string }>();
+  for (const m of out.matchAll(/key \((\d+) ROOT_ITEM \d+\)[^\n]*\n\t\tgeneration \d+ root_dirid \d+ bytenr (\d+)[^\n]*\n\t\t[^\n]*flags (0x[0-9a-f]+)/g)) {
+    items.set(Number(m[1]), { rootNode: m[2]!, readOnly: (Number(m[3]) & 1) === 1 });
+  }
+  const subvolumes = new Map<string, BtrfsSubvolume>();
+  for (const m of out.matchAll(/key \(\S+ ROOT_REF (\d+)\)[^\n]*\n\t\troot ref key dirid \d+ sequence \d+ name (.*)/g)) {
+    const id = Number(m[1]);
+    const item = items.get(id);
+    if (!item) throw new Error(`subvolume ${m[2]} (${id}) has no root item in ${raw}`);
+    subvolumes.set(m[2]!, { id, ...item });
+  }
+  return subvolumes;
+}
+
+/** Every name of every inode of one subvolume, as paths from its root, from its INODE_REF items. */
+async function btrfsNames(raw: string, id: number): Promise<{ names: Map<number, string[]>; extents: Map<number, string[]> }> {
+  const out = (await execa('btrfs', ['inspect-internal', 'dump-tree', '-t', String(id), raw], { encoding: 'buffer' })).stdout;
+  const refs = new Map<number, { parent: number; name: string }[]>();
+  const extents = new Map<number, string[]>();
+  let current: { ino: number; parent: number } | undefined;
+  let extentOf: number | undefined;
+  for (const line of Buffer.from(out).toString('utf8').split('\n')) {
+    const key = /^\titem \d+ key \((\d+) (\w+) (\d+)\)/.exec(line);
+    if (key) {
+      current = key[2] === 'INODE_REF' ? { ino: Number(key[1]), parent: Number(key[3]) } : undefined;
+      extentOf = key[2] === 'EXTENT_DATA' ? Number(key[1]) : undefined;
+      continue;
+    }
+    const name = /^\t\tindex \d+ namelen (\d+) name: (.*)$/.exec(line);
+    if (current && name) {
+      refs.set(current.ino, [...(refs.get(current.ino) ?? []), { parent: current.parent, name: Buffer.from(name[2]!).subarray(0, Number(name[1])).toString('utf8') }]);
+    }
+    const disk = /^\t\textent data disk byte (\d+) nr (\d+)/.exec(line);
+    if (extentOf !== undefined && disk && disk[1] !== '0') extents.set(extentOf, [...(extents.get(extentOf) ?? []), `${disk[1]}+${disk[2]}`]);
+  }
+  const ROOT = 256;
+  const pathOf = (ino: number, ref: { parent: number; name: string }): string => {
+    if (ref.parent === ROOT) return ref.name;
+    const up = refs.get(ref.parent)?.[0];
+    if (!up) throw new Error(`inode ${ref.parent} of subvolume ${id} has no name`);
+    return `${pathOf(ref.parent, up)}/${ref.name}`;
+  };
+  const names = new Map<number, string[]>();
+  for (const [ino, list] of refs) if (ino !== ROOT) names.set(ino, list.map((r) => pathOf(ino, r)));
+  return { names, extents };
+}
+
+/**
+ * Reads one snapshot (a subvolume) out of a decrypted btrfs image with
+ * `btrfs restore`, without mounting it: modes, owners, times, symlinks and
+ * xattrs. btrfs restore writes every name as its own file, so names that
+ * share an inode in the image are hard-linked again.
+ */
+export async function btrfsRestore(raw: string, snapshot: string, destDir: string, subvolumes?: Map<string, BtrfsSubvolume>): Promise<void> {
+  const sub = (subvolumes ?? (await btrfsSubvolumes(raw))).get(snapshot);
+  if (!sub) throw new Error(`no subvolume ${snapshot} in ${raw}`);
+  await mkdir(destDir, { recursive: true });
+  await execa('btrfs', ['restore', '-r', String(sub.id), '-m', '-S', '-x', raw, destDir]);
+  for (const [first, ...others] of (await btrfsNames(raw, sub.id)).names.values()) {
+    for (const other of others) {
+      await unlink(join(destDir, other));
+      await link(join(destDir, first), join(destDir, other));
+    }
+  }
+}
+
+/** The data extents (disk byte + length) a file of a snapshot uses: equal lists mean shared, not copied, data. */
+export async function btrfsExtents(raw: string, snapshot: string, path: string): Promise<string[]> {
+  const sub = (await btrfsSubvolumes(raw)).get(snapshot);
+  if (!sub) throw new Error(`no subvolume ${snapshot} in ${raw}`);
+  const { names, extents } = await btrfsNames(raw, sub.id);
+  const rel = path.replace(/^\/+/, '');
+  const ino = [...names].find(([, n]) => n.includes(rel))?.[0];
+  if (ino === undefined) throw new Error(`no ${path} in snapshot ${snapshot}`);
+  return extents.get(ino) ?? [];
+}

@@ -9,6 +9,8 @@ import { NbdServer, type BlockBackend } from '../../src/stack/block/nbd-server.j
 class Memory implements BlockBackend {
   readonly bytes: Buffer;
   flushes = 0;
+  /** Writes and flushes as the backend saw them, in order. */
+  events: string[] = [];
   constructor(
     readonly size: number,
     readonly readOnly = false,
@@ -20,9 +22,11 @@ class Memory implements BlockBackend {
   }
   async write(offset: number, data: Buffer): Promise<void> {
     data.copy(this.bytes, offset);
+    this.events.push(`write ${offset}`);
   }
   async flush(): Promise<void> {
     this.flushes++;
+    this.events.push('flush');
   }
 }
 
@@ -60,6 +64,18 @@ describe('NbdServer', () => {
     const info = JSON.parse((await execa('nbdinfo', ['--json', uri])).stdout) as { exports: { 'export-size': number; is_read_only: boolean }[] };
     expect(info.exports[0]!['export-size']).toBe(3 << 20);
     expect(info.exports[0]!.is_read_only).toBe(true);
+  });
+
+  it('offers FUA, and answers a FUA write only once the backend flushed it', async () => {
+    const mem = new Memory(1 << 20);
+    const uri = await serve(mem);
+    const info = JSON.parse((await execa('nbdinfo', ['--json', uri])).stdout) as { exports: { can_fua: boolean; can_flush: boolean }[] };
+    expect(info.exports[0]!.can_fua).toBe(true);
+    expect(info.exports[0]!.can_flush).toBe(true);
+    mem.events = [];
+    await execa('qemu-io', ['-f', 'raw', uri, '-c', 'write -f -P 0xcd 8192 4k']);
+    // qemu-io flushes once more as it closes.
+    expect(mem.events.slice(0, 2)).toEqual(['write 8192', 'flush']);
   });
 
   it('refuses writes to a read-only export without touching it', async () => {

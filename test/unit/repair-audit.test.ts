@@ -3,8 +3,8 @@ import { link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseUndoFile, UndoFormatError } from '../../src/stack/e2undo.js';
-import { auditRepair, changedNames, matchesUndo, pathMayChange } from '../../src/stack/repair-audit.js';
+import { parseUndoFile, UndoFormatError } from '../../src/stack/filesystems/ext/e2undo.js';
+import { auditRepair, changedNames, matchesUndo, pathMayChange } from '../../src/stack/filesystems/ext/repair-audit.js';
 
 /**
  * Real small images (local files, no vault): the undo file e2fsck writes,

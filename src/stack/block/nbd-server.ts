@@ -35,6 +35,8 @@ const INFO_BLOCK_SIZE = 3;
 const TX_HAS_FLAGS = 1;
 const TX_READ_ONLY = 2;
 const TX_SEND_FLUSH = 4;
+const TX_SEND_FUA = 8;
+const CMD_FLAG_FUA = 1;
 const CMD_READ = 0;
 const CMD_WRITE = 1;
 const CMD_DISC = 2;
@@ -169,7 +171,7 @@ export class NbdServer {
   }
 
   private txFlags(): number {
-    return TX_HAS_FLAGS | TX_SEND_FLUSH | (this.backend.readOnly ? TX_READ_ONLY : 0);
+    return TX_HAS_FLAGS | TX_SEND_FLUSH | TX_SEND_FUA | (this.backend.readOnly ? TX_READ_ONLY : 0);
   }
 
   /** Option haggling; true once the client has chosen the (one, unnamed) export. */
@@ -217,6 +219,7 @@ export class NbdServer {
     for (;;) {
       const h = await reader.read(28);
       if (h.readUInt32BE(0) !== REQUEST_MAGIC) throw new Error('bad request magic');
+      const flags = h.readUInt16BE(4);
       const type = h.readUInt16BE(6);
       const cookie = Buffer.from(h.subarray(8, 16));
       const offset = Number(h.readBigUInt64BE(16));
@@ -227,7 +230,7 @@ export class NbdServer {
         return;
       }
       const payload = type === CMD_WRITE ? await reader.read(length) : undefined;
-      const job = this.handle(type, offset, length, payload).then(
+      const job = this.handle(type, flags, offset, length, payload).then(
         (data) => this.reply(sock, simpleReply(0, cookie, data)),
         (e: { errno?: number } & Error) => {
           if (!e.errno) {
@@ -247,7 +250,7 @@ export class NbdServer {
     for (const p of parts) sock.write(p);
   }
 
-  private async handle(type: number, offset: number, length: number, payload: Buffer | undefined): Promise<Buffer | undefined> {
+  private async handle(type: number, flags: number, offset: number, length: number, payload: Buffer | undefined): Promise<Buffer | undefined> {
     const refuse = (errno: number) => Object.assign(new Error(`refused NBD command ${type}`), { errno });
     if (length > MAX_REQUEST || offset + length > this.backend.size) throw refuse(EINVAL);
     switch (type) {
@@ -256,6 +259,8 @@ export class NbdServer {
       case CMD_WRITE:
         if (this.backend.readOnly) throw refuse(EPERM);
         await this.backend.write(offset, payload!);
+        // Forced unit access: the write is answered once it is as durable as a flush makes it.
+        if (flags & CMD_FLAG_FUA) await this.backend.flush();
         return undefined;
       case CMD_FLUSH:
         await this.backend.flush();

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { run } from '../exec.js';
+import { run } from '../../../exec.js';
 import type { UndoFile } from './e2undo.js';
 
 /**

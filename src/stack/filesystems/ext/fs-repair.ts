@@ -1,6 +1,6 @@
 import { chmod, readFile, rm, stat } from 'node:fs/promises';
-import { CheckFailedError, CommandError, UsageError } from '../errors.js';
-import { run, succeeds, type RunResult } from '../exec.js';
+import { CheckFailedError, CommandError, UsageError } from '../../../errors.js';
+import { run, succeeds, type RunResult } from '../../../exec.js';
 import { parseUndoFile } from './e2undo.js';
 import { auditRepair, matchesUndo } from './repair-audit.js';
 
