@@ -21,6 +21,7 @@ import { exclusive, openContext, passphraseFor, type VaultContext } from './comm
 import { entryInSnapshot } from './restore-path.js';
 import { action } from './action.js';
 import { sshOptions, type ArgsOf, type CommandArgv, type CommandOf } from './options.js';
+import { DETECT_FS } from '../stack/filesystems/index.js';
 
 const builder = (y: CommandArgv) =>
   sshOptions(
@@ -72,8 +73,7 @@ function adHocContext(vault: string | undefined, a: RestoreArgs): VaultContext {
     remote: a.remote!,
     image: IMAGE_FILE,
     size: 0,
-    // The ext4 driver mounts ext2 too, and a read-only mount needs no more than that.
-    fs: 'ext4',
+    fs: DETECT_FS,
     engine: 'auto',
     sources: [],
     excludes: [],

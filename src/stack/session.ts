@@ -22,7 +22,7 @@ import { completeSnapshots, writeImageSequence } from '../snapshot/sequence.js';
 import { BindLayer } from './mount/bind.js';
 import type { BlockStack, Engine } from './engines/engine.js';
 import { chooseEngine } from './engines/index.js';
-import { filesystemFor } from './filesystems/index.js';
+import { DETECT_FS, detectFilesystem, filesystemFor } from './filesystems/index.js';
 import { FsLayer, readaheadForWholeFiles } from './fs.js';
 import { ImageCacheLayer } from './block/image-cache.js';
 import { SshfsLayer } from './mount/sshfs.js';
@@ -215,8 +215,9 @@ export class VaultSession {
     return mount;
   }
 
-  private mountFs(readOnly: boolean, notice: (message: string) => void): Promise<string> {
-    return this.stack.push(new FsLayer(this.o.paths.fsMount, filesystemFor(this.o.config.fs), readOnly, notice, this.o.paths.pushRepairUndo));
+  private async mountFs(readOnly: boolean, notice: (message: string) => void): Promise<string> {
+    const fs = this.o.config.fs === DETECT_FS ? await detectFilesystem(this.stack.top) : filesystemFor(this.o.config.fs);
+    return this.stack.push(new FsLayer(this.o.paths.fsMount, fs, readOnly, notice, this.o.paths.pushRepairUndo));
   }
 
   /** After a bare `openImage` (check --verify-data): the filesystem read-only, behind the rollback guard, with readahead for reading whole files. */

@@ -239,3 +239,28 @@ describe('restore and mount', () => {
     });
   });
 });
+
+describe('restore --remote of a btrfs vault', () => {
+  let v: TestVault;
+  let fresh: Workspace;
+
+  beforeAll(async () => {
+    v = await setupVault('restbtrfs', { fs: 'btrfs' });
+    await v.push();
+    fresh = await workspace(v.ws.passphrase);
+  });
+
+  afterAll(async () => {
+    if (fresh) await forceCleanup(fresh.dir);
+    await fresh?.dispose();
+    await v?.dispose();
+  });
+
+  it('finds the filesystem on the image: the machine that knew it is gone', async () => {
+    const out = join(v.scratch, 'restored');
+    const r = await fresh.sv(['restore', '--remote', v.remote, '--identity', v.sshd.userKeyPath, '--known-hosts', v.sshd.knownHostsPath, '--passphrase-file', v.ws.passphraseFile, 'latest', out]);
+    expectOk(r, 'restore --remote');
+    expect(await compareTrees(v.src, join(out, v.src), { xattrs: true })).toEqual([]);
+    expect(await v.leftovers()).toEqual([]);
+  });
+});
