@@ -117,10 +117,12 @@ export interface Churn extends ChurnCounts {
 /**
  * One round of changes: `modified` files get new content of the same size,
  * picked with probability growing with sqrt(size) (edits hit the big files of
- * a real tree more often); `deleted` go; `retimed` keep their content under a
- * new mtime; `added` new files land in the tree's directories.
+ * a real tree more often) or, with `uniform`, every file alike (a day of
+ * small edits: what a per-file cost shows up in); `deleted` go; `retimed`
+ * keep their content under a new mtime; `added` new files land in the tree's
+ * directories.
  */
-export function churn(root: string, o: TreeOptions, round: number, tree: Tree, counts: ChurnCounts): Churn {
+export function churn(root: string, o: TreeOptions, round: number, tree: Tree, counts: ChurnCounts, uniform = false): Churn {
   const rnd = mulberry32(o.seed * 1000 + round);
   const files = listFiles(root);
   const pick = (k: number) => {
@@ -141,7 +143,7 @@ export function churn(root: string, o: TreeOptions, round: number, tree: Tree, c
     return chosen;
   };
   let changed = 0;
-  for (const f of pickBySize(counts.modified)) {
+  for (const f of uniform ? pick(counts.modified) : pickBySize(counts.modified)) {
     const size = statSync(join(root, f)).size;
     writeFileSync(join(root, f), content(`${o.seed}/${f}/r${round}`, size));
     changed += size;
