@@ -16,7 +16,7 @@ const TOOLS: [string, string, string][] = [
   ['losetup', 'mount', 'loop devices'],
   ['cryptsetup', 'cryptsetup-bin', 'LUKS format, keys, kernel engine'],
   ['qemu-nbd', 'qemu-utils', 'userspace engine'],
-  ['nbdfuse', 'libnbd-bin', 'userspace engine'],
+  ['nbdfuse', 'libnbd-bin', 'both engines'],
   ['mkfs.ext4', 'e2fsprogs', 'filesystem'],
   ['e2fsck', 'e2fsprogs', 'filesystem checks'],
   ['btrfs', 'btrfs-progs', 'btrfs vaults'],

@@ -24,6 +24,8 @@ export interface VaultPaths {
   run: string;
   remoteMount: string;
   plainMount: string;
+  /** Where the kernel engine's nbdfuse exposes the ciphertext image the image cache serves. */
+  cipherMount: string;
   nbdSocket: string;
   /** Where the image cache serves the remote image to qemu-nbd. */
   imageSocket: string;
@@ -55,6 +57,7 @@ export function vaultPaths(name: string): VaultPaths {
     run,
     remoteMount: join(run, 'remote'),
     plainMount: join(run, 'plain'),
+    cipherMount: join(run, 'cipher'),
     nbdSocket: join(run, 'nbd.sock'),
     imageSocket: join(run, 'image.sock'),
     blockCache: join(cacheRoot(), name, 'blocks'),

@@ -184,7 +184,7 @@ export class VaultSession {
       paths: p,
       vault: this.o.config.name,
       conn: this.conn!,
-      image: { mounted: join(p.remoteMount, this.o.config.image), remote: this.imagePath },
+      image: { remote: this.imagePath },
       passphrase: this.o.passphrase,
       readOnly: this.o.readOnly,
       phdr: this.phdr,

@@ -106,8 +106,14 @@ if [ $ok_push = 1 ]; then
       if (up !== last.upBytes || down !== last.downBytes) return "upBytes/downBytes are not the sums of the phases";
       if (!(last.changedBytes >= 1048576)) return "changedBytes " + last.changedBytes + " < the 1 MiB added";
       if (!(last.upBytes > last.changedBytes)) return "upBytes " + last.upBytes + " <= changedBytes " + last.changedBytes + " (random data cannot compress)";
+      if (!(last.cache && last.cache.hitBytes > 0)) return "push2 read nothing from the block cache: " + JSON.stringify(last.cache);
       return "ok"; })()')
     if [ "$chk" = ok ]; then pass stats; else fail stats "$chk"; fi
+    # What the kernel engine downloads: the first push after init, and the second, with the block cache warm.
+    json "$LOGDIR/stats.out" '(() => { const p = d.runs.filter(r => r.command === "push" && r.ok);
+      const mb = (n) => (n / 1048576).toFixed(2) + " MiB", c = (r) => r.cache ? ", cache " + mb(r.cache.hitBytes) + " hit / " + mb(r.cache.missBytes) + " fetched" : "";
+      return p.map((r, i) => "push" + (i + 1) + " downloaded " + mb(r.downBytes) + c(r)).join("; "); })()' > "$SV_RUN/measure-guest.txt"
+    note "kernel engine: $(cat "$SV_RUN/measure-guest.txt")"
   else fail stats "$(why stats 0)"; fi
 
   rm -rf "$G/restore"

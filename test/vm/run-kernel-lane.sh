@@ -181,6 +181,7 @@ cat "$RUN/results-guest.txt" "$RESULTS" 2>/dev/null | grep -E '^(PASS|FAIL)' | s
 npass=$(cat "$RUN/results-guest.txt" "$RESULTS" 2>/dev/null | grep -c '^PASS')
 nfail=$(cat "$RUN/results-guest.txt" "$RESULTS" 2>/dev/null | grep -c '^FAIL')
 echo "  $npass passed, $nfail failed; guest exit code $GUEST_RC"
+[ -s "$RUN/measure-guest.txt" ] && echo "  kernel engine download: $(cat "$RUN/measure-guest.txt")"
 echo "  wall time $((SECONDS - T0)) s (setup $SETUP_S s, VM $VM_S s)"
 if [ "$GUEST_RC" != 0 ]; then exit "$GUEST_RC"; fi
 [ "$nfail" = 0 ] || exit 1

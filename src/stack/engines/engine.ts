@@ -14,8 +14,6 @@ export interface BlockContext {
   vault: string;
   conn: Connection;
   image: {
-    /** The image file inside the sshfs mount. */
-    mounted: string;
     /** The image's path on the remote, as SFTP sees it. */
     remote: string;
   };

@@ -2,8 +2,10 @@ import { CommandError } from '../../errors.js';
 import { run } from '../../exec.js';
 import { mappingName } from '../dm-name.js';
 import { LoopLayer } from '../loop.js';
+import { NbdFuseLayer } from '../nbd-fuse.js';
 import { KernelLuksLayer } from '../luks-kernel.js';
 import type { BlockContext, BlockStack, Engine, EngineProbe } from './engine.js';
+import { imageCacheFor } from './image-cache-for.js';
 
 /** What a probe command said: its first line of complaint, which names the cause ("open failed: No such device"). */
 async function attempt(file: string, args: string[]): Promise<{ ok: boolean; stdout: string; words: string }> {
@@ -41,7 +43,12 @@ export async function deviceMapperStatus(): Promise<EngineProbe> {
   return { ok: false, reason: `device-mapper works but the dm-crypt target is missing (modprobe dm_crypt: ${load.words || 'loaded, but no crypt target'})` };
 }
 
-/** dm-crypt on a loop device of the image file inside the sshfs mount. */
+/**
+ * dm-crypt on a loop device of the ciphertext image, which nbdfuse exposes
+ * from the image cache's NBD server: the same block path, block cache and
+ * flushes as the userspace engine, with the kernel decrypting
+ * (docs/design.md, "Layers and engines").
+ */
 export const kernelEngine = {
   name: 'kernel',
   probe: deviceMapperStatus,
@@ -49,9 +56,16 @@ export const kernelEngine = {
     // With the local header backup, cryptsetup takes the key material from it rather than from the remote.
     const headerFile = ctx.header ? ctx.paths.headerBackup : undefined;
     return {
-      on: ctx.image.mounted,
-      layers: [new LoopLayer(ctx.readOnly), new KernelLuksLayer(mappingName(ctx.vault, ctx.paths.state), ctx.passphrase, ctx.readOnly, headerFile)],
+      // The image cache reads the image over its own SFTP channel, not through sshfs.
+      on: ctx.image.remote,
+      layers: [
+        imageCacheFor(ctx),
+        new NbdFuseLayer(ctx.paths.cipherMount, ctx.readOnly),
+        // Direct I/O: a flush from dm-crypt reaches nbdfuse, and so the remote, instead of stopping in the page cache.
+        new LoopLayer(ctx.readOnly, true),
+        new KernelLuksLayer(mappingName(ctx.vault, ctx.paths.state), ctx.passphrase, ctx.readOnly, headerFile),
+      ],
     };
   },
-  layerKinds: [KernelLuksLayer, LoopLayer],
+  layerKinds: [KernelLuksLayer, LoopLayer, NbdFuseLayer],
 } satisfies Engine;

@@ -1,7 +1,7 @@
-import { ImageCacheLayer } from '../block/image-cache.js';
 import { LoopLayer } from '../loop.js';
 import { UserspaceLuksLayer } from '../luks-userspace.js';
 import type { BlockContext, BlockStack, Engine, EngineProbe } from './engine.js';
+import { imageCacheFor } from './image-cache-for.js';
 
 /**
  * sshvault's own NBD server over an SFTP channel (with the block cache), qemu-nbd's
@@ -19,18 +19,7 @@ export const userspaceEngine = {
       // The image cache reads the image over its own SFTP channel, not through sshfs.
       on: ctx.image.remote,
       layers: [
-        new ImageCacheLayer({
-          conn: ctx.conn,
-          phdr: ctx.phdr,
-          header: ctx.header,
-          socket: p.imageSocket,
-          cacheDir: p.blockCache,
-          generation: ctx.generation,
-          maxBytes: ctx.cacheBytes,
-          readOnly: ctx.readOnly,
-          command: ctx.command,
-          notice: ctx.notice,
-        }),
+        imageCacheFor(ctx),
         new UserspaceLuksLayer(p.run, p.nbdSocket, p.plainMount, ctx.passphrase, ctx.readOnly),
         // Direct I/O: the decrypted file is not cached a second time under the filesystem's own cache (bench/traffic throughput row).
         new LoopLayer(ctx.readOnly, true),

@@ -1,0 +1,18 @@
+import { ImageCacheLayer } from '../block/image-cache.js';
+import type { BlockContext } from './engine.js';
+
+/** The NBD server with its block cache, serving the ciphertext image: the bottom of both engines' block path. */
+export function imageCacheFor(ctx: BlockContext): ImageCacheLayer {
+  return new ImageCacheLayer({
+    conn: ctx.conn,
+    phdr: ctx.phdr,
+    header: ctx.header,
+    socket: ctx.paths.imageSocket,
+    cacheDir: ctx.paths.blockCache,
+    generation: ctx.generation,
+    maxBytes: ctx.cacheBytes,
+    readOnly: ctx.readOnly,
+    command: ctx.command,
+    notice: ctx.notice,
+  });
+}
