@@ -25,7 +25,7 @@ mkdir -p "$R/usr"; ln -s ../bin "$R/usr/bin"; ln -s ../sbin "$R/usr/sbin"; ln -s
 cp /bin/busybox "$R/bin/busybox"   # busybox-static: the initramfs has no libc
 
 # Loaded at boot. crc32c-intel and aesni-intel may be missing or built in; skipped then.
-MODS="virtio_pci virtio_blk virtio_net virtio-rng dm-mod dm-crypt loop fuse crc32c_generic crc32c-intel ext4 overlay
+MODS="virtio_pci virtio_blk virtio_net virtio-rng dm-mod dm-crypt loop fuse crc32c_generic crc32c-intel ext4 btrfs overlay
       aesni-intel xts algif_skcipher algif_hash 9p 9pnet_virtio"
 # Available for on-demand loading (kernel.modprobe -> busybox modprobe): every
 # crypto module, so LUKS images with other ciphers open, and every dm target

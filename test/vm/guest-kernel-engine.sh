@@ -125,6 +125,25 @@ else
   for s in list stats restore; do fail $s "skipped: push failed"; done
 fi
 
+# ---------------------------------------------------------------- btrfs on the kernel engine
+# A btrfs vault through dm-crypt: two pushes, both listed complete, and a
+# restore equal to the source.
+btrfs_scenario() {
+  local s=btrfs src=$G/bsrc step
+  make_tree "$src" 3
+  for step in "init init kb --remote $REMOTE/kb --size 256M --identity $KEY --known-hosts $KH --passphrase-file $PASS --fs btrfs --engine kernel --source $src" \
+              "push1 push kb" "churn" "push2 push kb" "list list kb --json" "restore restore kb latest $G/brestore"; do
+    if [ "$step" = churn ]; then churn_tree "$src" 1; continue; fi
+    # shellcheck disable=SC2086
+    sv "btrfs-${step%% *}" ${step#* } || { fail $s "${step%% *}: $(why "btrfs-${step%% *}" 0)"; need_clean $s keep; return; }
+  done
+  local n; n=$(json "$LOGDIR/btrfs-list.out" 'd.filter(s=>s.complete).length')
+  [ "$n" = 2 ] || { fail $s "expected 2 complete snapshots, got $n"; return; }
+  local d; d=$(compare_trees "$src" "$(restored_root "$G/brestore" "$src")" links) || { fail $s "restored tree differs: $d"; return; }
+  need_clean $s && pass $s
+}
+btrfs_scenario
+
 # ---------------------------------------------------------------- link cut
 # A separate vault reached through the relay, so the cut hits only its connection.
 node "$PROJ/test/vm/cut-relay.mjs" "$SV_RELAY_PORT" "10.0.2.2:$SV_PORT" "$G/relay.ctl" > "$LOGDIR/relay.log" 2>&1 &
