@@ -21,6 +21,7 @@ import type { SeenState, Verdict } from '../snapshot/rollback.js';
 import { completeSnapshots, writeImageSequence } from '../snapshot/sequence.js';
 import { BindLayer } from './mount/bind.js';
 import type { BlockStack, Engine } from './engines/engine.js';
+import type { ByteRange } from './filesystems/filesystem.js';
 import { chooseEngine } from './engines/index.js';
 import { DETECT_FS, detectFilesystem, filesystemFor } from './filesystems/index.js';
 import { FsLayer, readaheadForWholeFiles } from './fs.js';
@@ -191,11 +192,17 @@ export class VaultSession {
       header: this.header,
       generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
       cacheBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
+      rewrittenEveryRun: this.rewrittenEveryRun(),
       command: this.o.command,
       notice: this.o.notice,
     });
     this.imageCache = block.layers.find((l): l is ImageCacheLayer => l instanceof ImageCacheLayer);
     return block;
+  }
+
+  /** Where the cache proof looks: a filesystem found only once decrypted (restore --remote) has no cache to prove. */
+  private rewrittenEveryRun(): ByteRange {
+    return this.o.config.fs === DETECT_FS ? { from: 0, to: 0 } : filesystemFor(this.o.config.fs).rewrittenEveryRun;
   }
 
   /** Decrypts the image with the engine's layers. Gives the plaintext block device. */

@@ -9,6 +9,8 @@ import type { RemoteImage } from '../../src/stack/block/cached-image.js';
 const SIZE = 4 << 20;
 /** A LUKS1 payload at 1 MiB: the superblock's ciphertext is at 1 MiB + 1 KiB. */
 const PAYLOAD = 1 << 20;
+/** ext's superblock and first group descriptors, as ext.ts names them. */
+const EXT_SUPERBLOCK = { from: 1024, to: 3072 };
 
 /** The remote image as bytes in memory, counting what is read back. */
 class Remote implements RemoteImage {
@@ -52,7 +54,7 @@ describe('proveCache', () => {
   });
 
   it('a cache equal to the remote proves itself, reading back only a few KiB', async () => {
-    const proof = await proveCache(remote, cache, PAYLOAD, seq([0.1, 0.5, 0.9, 0.3]));
+    const proof = await proveCache(remote, cache, PAYLOAD, EXT_SUPERBLOCK, seq([0.1, 0.5, 0.9, 0.3]));
     expect(proof).toMatchObject({ ok: true, differing: 0, unprovable: false });
     expect(proof.compared).toBeGreaterThanOrEqual(3);
     expect(remote.readBytes).toBe(proof.compared * UNIT);
@@ -61,19 +63,19 @@ describe('proveCache', () => {
 
   it('an older superblock on the remote (an image put back) fails it', async () => {
     remote.bytes[PAYLOAD + 1024 + 40] ^= 0xff;
-    const proof = await proveCache(remote, cache, PAYLOAD, seq([0.7]));
+    const proof = await proveCache(remote, cache, PAYLOAD, EXT_SUPERBLOCK, seq([0.7]));
     expect(proof).toMatchObject({ ok: false, differing: 1, unprovable: false });
   });
 
   it('the group descriptors count too', async () => {
     remote.bytes[PAYLOAD + 2048 + 7] ^= 0x01;
-    expect((await proveCache(remote, cache, PAYLOAD, seq([0.2]))).ok).toBe(false);
+    expect((await proveCache(remote, cache, PAYLOAD, EXT_SUPERBLOCK, seq([0.2]))).ok).toBe(false);
   });
 
   it('a sampled unit that differs fails it', async () => {
     // Only the far chunk can be sampled beyond the superblock's: make every unit of it differ.
     for (let i = 0; i < 64 * UNIT; i++) remote.bytes[PAYLOAD + 200 * UNIT + i] ^= 0x55;
-    const proof = await proveCache(remote, cache, PAYLOAD, seq([0.99, 0.5]));
+    const proof = await proveCache(remote, cache, PAYLOAD, EXT_SUPERBLOCK, seq([0.99, 0.5]));
     expect(proof.ok).toBe(false);
     expect(proof.differing).toBeGreaterThanOrEqual(1);
   });
@@ -87,8 +89,17 @@ describe('proveCache', () => {
 
   it('a cache without the superblock area cannot prove itself, and reads nothing', async () => {
     cache.forget(PAYLOAD / UNIT, PAYLOAD / UNIT + CHUNK_UNITS);
-    const proof = await proveCache(remote, cache, PAYLOAD);
+    const proof = await proveCache(remote, cache, PAYLOAD, EXT_SUPERBLOCK);
     expect(proof).toMatchObject({ ok: false, unprovable: true, compared: 0 });
     expect(remote.readBytes).toBe(0);
+  });
+});
+
+describe('what proves a cache is the filesystem\'s own superblock', () => {
+  it('btrfs: the superblock at 64 KiB, which every commit rewrites; the ext area is not needed', async () => {
+    const { BtrfsFilesystem } = await import('../../src/stack/filesystems/btrfs/btrfs.js');
+    const { ExtFilesystem } = await import('../../src/stack/filesystems/ext/ext.js');
+    expect(new BtrfsFilesystem().rewrittenEveryRun).toEqual({ from: 65536, to: 69632 });
+    expect(new ExtFilesystem('ext4').rewrittenEveryRun).toEqual(EXT_SUPERBLOCK);
   });
 });

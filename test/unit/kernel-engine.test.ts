@@ -21,6 +21,7 @@ function context(header?: Buffer): BlockContext {
     header,
     generation: {},
     cacheBytes: 1 << 20,
+    rewrittenEveryRun: { from: 1024, to: 3072 },
     command: 'push',
     notice: () => {},
   };

@@ -1,13 +1,7 @@
+import type { ByteRange } from '../filesystems/filesystem.js';
 import { UNIT, type BlockCache } from './block-cache.js';
 import type { RemoteImage } from './cached-image.js';
 
-/**
- * Plaintext bytes every read-write mount and unmount rewrites: the ext
- * superblock (mount and write times, free counts, kbytes written) at 1024,
- * and with 1 KiB blocks the first group descriptors after it.
- */
-const PROBE_FROM = 1024;
-const PROBE_TO = 3072;
 /** Further cached units, chosen at random, compared with the remote at every open. */
 export const SAMPLE_UNITS = 4;
 
@@ -28,9 +22,16 @@ export interface CacheProof {
  * the remote holds now. An older image put back under the current generation
  * differs at least in the superblock's units, which any write since changed.
  */
-export async function proveCache(remote: RemoteImage, cache: BlockCache, payloadOffset: number, random: () => number = Math.random): Promise<CacheProof> {
+export async function proveCache(
+  remote: RemoteImage,
+  cache: BlockCache,
+  payloadOffset: number,
+  /** Plaintext bytes every writer rewrites: the filesystem's superblock. */
+  rewritten: ByteRange,
+  random: () => number = Math.random,
+): Promise<CacheProof> {
   const fixed: number[] = [];
-  for (let u = Math.floor((payloadOffset + PROBE_FROM) / UNIT); u * UNIT < payloadOffset + PROBE_TO; u++) fixed.push(u);
+  for (let u = Math.floor((payloadOffset + rewritten.from) / UNIT); u * UNIT < payloadOffset + rewritten.to; u++) fixed.push(u);
   if (!fixed.every((u) => cache.has(u))) return { ok: false, compared: 0, differing: 0, unprovable: true };
   const minUnit = Math.ceil(payloadOffset / UNIT);
   const units = [...new Set([...fixed, ...cache.sampleUnits(SAMPLE_UNITS, minUnit, random)])].filter((u) => (u + 1) * UNIT <= remote.size);

@@ -12,6 +12,7 @@ import type { Layer } from '../layer.js';
 import { isLuks1, PHDR_BYTES, phdrPayloadOffset } from '../luks.js';
 import { LocalHeader } from '../local-header.js';
 import { NbdServer } from './nbd-server.js';
+import type { ByteRange } from '../filesystems/filesystem.js';
 
 /** SFTP requests per piece: large requests are split and sent at once rather than one after another. */
 const PIECE = 64 * 1024;
@@ -99,6 +100,8 @@ export interface ImageCacheOptions {
   /** The remote generation as the run found it (what a cache must match) and as it leaves it (what the cache becomes valid for). */
   generation: { found?: string; now?: string };
   maxBytes: number;
+  /** Plaintext bytes every writer rewrites, which a reused cache must hold and match. */
+  rewrittenEveryRun: ByteRange;
   readOnly: boolean;
   /** The command this run does, for what a full remote disk tells the user to do. */
   command: string;
@@ -159,7 +162,7 @@ export class ImageCacheLayer implements Layer {
     const o = this.o;
     let proof: CacheProof;
     try {
-      proof = await proveCache(this.image!, this.cache!, payloadOffset);
+      proof = await proveCache(this.image!, this.cache!, payloadOffset, this.o.rewrittenEveryRun);
     } catch (e) {
       this.cache!.discard();
       this.cache = undefined;

@@ -1,5 +1,6 @@
 import type { VaultPaths } from '../../config/paths.js';
 import type { Connection } from '../../remote/connection.js';
+import type { ByteRange } from '../filesystems/filesystem.js';
 import type { Layer, LeftoverFinder } from '../layer.js';
 
 /** An engine's own answer to whether it can run on this machine, and why (what `doctor` prints). */
@@ -26,6 +27,8 @@ export interface BlockContext {
   /** The remote generation as this run found it and leaves it, which a block cache must match. */
   generation: { found?: string; now?: string };
   cacheBytes: number;
+  /** The filesystem's bytes every writer rewrites: what proves a reused block cache. */
+  rewrittenEveryRun: ByteRange;
   command: string;
   notice: (message: string) => void;
 }

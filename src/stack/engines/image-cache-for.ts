@@ -11,6 +11,7 @@ export function imageCacheFor(ctx: BlockContext): ImageCacheLayer {
     cacheDir: ctx.paths.blockCache,
     generation: ctx.generation,
     maxBytes: ctx.cacheBytes,
+    rewrittenEveryRun: ctx.rewrittenEveryRun,
     readOnly: ctx.readOnly,
     command: ctx.command,
     notice: ctx.notice,

@@ -3,6 +3,11 @@ import type { ImageLayout } from '../../snapshot/layout.js';
 import type { VerifyProgress, VerifyResult } from '../../snapshot/manifest.js';
 import type { SnapshotRef } from '../../snapshot/naming.js';
 
+export interface ByteRange {
+  from: number;
+  to: number;
+}
+
 export interface FsckResult {
   /** No errors were found, or all that were found are repaired. */
   clean: boolean;
@@ -49,6 +54,12 @@ export interface Filesystem {
   readonly type: FsType;
   /** The smallest image `init` makes for it, LUKS header included. */
   readonly minImageBytes: number;
+  /**
+   * Plaintext bytes every writing run rewrites (its superblock): a reused
+   * block cache proves itself by them (docs/design.md, "Trusting the host"),
+   * and being rewritten they stay in the cache however much else a push writes.
+   */
+  readonly rewrittenEveryRun: ByteRange;
   /** Whether push writes a SHA-256 manifest per snapshot: needed where the filesystem has no data checksums. */
   readonly keepsManifests: boolean;
   /** What a full check is called, for messages. */

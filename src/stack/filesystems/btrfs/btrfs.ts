@@ -35,6 +35,8 @@ async function isSubvolume(dir: string): Promise<boolean> {
 export class BtrfsFilesystem implements Filesystem {
   readonly type = 'btrfs' as const;
   readonly minImageBytes = MIN_IMAGE_BYTES;
+  /** The primary superblock at 64 KiB: every transaction commit writes it. */
+  readonly rewrittenEveryRun = { from: 65536, to: 65536 + 4096 };
   readonly keepsManifests = false;
   readonly checker = 'btrfs check';
   readonly repairs = false;
