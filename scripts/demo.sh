@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end against a throwaway local SSH host: init, push,
 # change some files, push again, list, stats. Everything lives in a temp dir
-# that is removed at the end (DEMO_KEEP=1 keeps it). DEMO_FS=ext2 for the seeds' layout.
+# that is removed at the end (DEMO_KEEP=1 keeps it). DEMO_FS=ext4 or ext2 (the seeds' layout) instead of the default btrfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh >/dev/null
@@ -48,8 +48,8 @@ echo "first version" > "$D/src/notes.txt"
 printf '%s' "demo passphrase $(head -c 12 /dev/urandom | base64)" > "$D/passphrase"
 chmod 600 "$D/passphrase"
 
-step sshvault init demo --remote "ssh://root@127.0.0.1:$PORT$D/remote" --size 1G --fs "${DEMO_FS:-ext4}" --source "$D/src" ...
-"$SV" init demo --remote "ssh://root@127.0.0.1:$PORT$D/remote" --size 1G --fs "${DEMO_FS:-ext4}" \
+step sshvault init demo --remote "ssh://root@127.0.0.1:$PORT$D/remote" --size 1G --fs "${DEMO_FS:-btrfs}" --source "$D/src" ...
+"$SV" init demo --remote "ssh://root@127.0.0.1:$PORT$D/remote" --size 1G --fs "${DEMO_FS:-btrfs}" \
   --identity "$D/id_demo" --known-hosts "$D/known_hosts" --accept-new-host-key \
   --passphrase-file "$D/passphrase" --source "$D/src"
 

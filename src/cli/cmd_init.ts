@@ -30,7 +30,7 @@ const builder = (y: CommandArgv) =>
     .option('source', { type: 'string', array: true, describe: 'path to back up (repeatable)' })
     .option('exclude', { type: 'string', array: true, describe: 'rsync exclude pattern (repeatable)' })
     .option('engine', { choices: ENGINE_CHOICES, default: 'auto' })
-    .option('fs', { choices: FS_CHOICES, default: FS_CHOICES[0], describe: 'ext4 without journal, ext2, or btrfs (read-only subvolume snapshots)' })
+    .option('fs', { choices: FS_CHOICES, default: FS_CHOICES[0], describe: 'btrfs (read-only subvolume snapshots), ext4 without journal (rsync --link-dest), or ext2 (the seeds\' layout)' })
     .option('preallocate', { type: 'boolean', describe: 'write every byte of the image now (uploads its full size)' })
     .example('$0 init laptop --remote ssh://me@box.example.net/srv/backup --size 200G --source /home/me --passphrase-command "pass show backup"', 'a 200 GiB vault for /home/me');
 

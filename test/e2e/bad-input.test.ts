@@ -37,7 +37,7 @@ describe('bad input', () => {
     image = join(remoteDir, 'vault.img');
     expectOk(
       await ws.sv([
-        'init', 'bad', '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '96M',
+        'init', 'bad', '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '96M', '--fs', 'ext4',
         '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
       ]),
       'init',
@@ -106,7 +106,7 @@ describe('bad input', () => {
     expect(oneLine(r.stderr)).toMatch(/CHANGED .*SHA256:/);
     const elsewhere = sshd.remoteDir('changed-init');
     const init = await ws.sv([
-      'init', 'changed', '--remote', `ssh://root@127.0.0.1:${sshd.port}${elsewhere}`, '--size', '64M',
+      'init', 'changed', '--remote', `ssh://root@127.0.0.1:${sshd.port}${elsewhere}`, '--size', '64M', '--fs', 'ext4',
       '--identity', sshd.userKeyPath, '--known-hosts', kh, '--accept-new-host-key', '--passphrase-file', ws.passphraseFile,
     ]);
     expect(init.exitCode).toBe(3);

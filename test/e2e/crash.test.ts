@@ -31,7 +31,7 @@ describe('signals, crashes and concurrent clients', () => {
     remoteDir = sshd.remoteDir('crash');
     expectOk(
       await ws.sv([
-        'init', 'crash', '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '1G',
+        'init', 'crash', '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '1G', '--fs', 'ext4',
         '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
       ]),
       'init',

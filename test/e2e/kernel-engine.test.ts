@@ -44,7 +44,7 @@ describe.skipIf(!HAS_DM)(TITLE, () => {
     await writeFile(join(src, 'd', 'f.txt'), 'through dm-crypt\n');
     expectOk(
       await ws.sv([
-        'init', 'k', '--remote', `ssh://root@127.0.0.1:${sshd.port}${sshd.remoteDir('k')}`, '--size', '64M', '--engine', 'kernel',
+        'init', 'k', '--remote', `ssh://root@127.0.0.1:${sshd.port}${sshd.remoteDir('k')}`, '--size', '64M', '--engine', 'kernel', '--fs', 'ext4',
         '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
       ]),
       'init',

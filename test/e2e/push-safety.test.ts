@@ -48,7 +48,7 @@ describe('pushes that never change a complete snapshot', () => {
     await copyFile(sshd.knownHostsPath, knownHosts);
     expectOk(
       await ws.sv([
-        'init', 'resume', '--remote', remoteUrl(sshd.port), '--size', '1G', '--identity', sshd.userKeyPath,
+        'init', 'resume', '--remote', remoteUrl(sshd.port), '--size', '1G', '--fs', 'ext4', '--identity', sshd.userKeyPath,
         '--known-hosts', knownHosts, '--passphrase-file', ws.passphraseFile, '--source', src,
       ]),
       'init',

@@ -38,7 +38,7 @@ describe('remote files', () => {
 
   function initArgs(name: string, remoteDir: string): string[] {
     return [
-      'init', name, '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '96M',
+      'init', name, '--remote', `ssh://root@127.0.0.1:${sshd.port}${remoteDir}`, '--size', '96M', '--fs', 'ext4',
       '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
     ];
   }
@@ -95,7 +95,7 @@ describe('remote files', () => {
     try {
       const remoteDir = join(bad.dir, 'remote', 'sizeless');
       const r = await ws.sv([
-        'init', 'sizeless', '--remote', `ssh://root@127.0.0.1:${bad.port}${remoteDir}`, '--size', '96M',
+        'init', 'sizeless', '--remote', `ssh://root@127.0.0.1:${bad.port}${remoteDir}`, '--size', '96M', '--fs', 'ext4',
         '--identity', bad.userKeyPath, '--known-hosts', bad.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
       ]);
       expect(r.exitCode, r.stderr).toBe(2);

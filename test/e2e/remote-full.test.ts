@@ -34,7 +34,7 @@ describe('a full remote disk', () => {
 
   function init(name: string, dir: string, size: string, extra: string[] = []) {
     return ws.sv([
-      'init', name, '--remote', `ssh://root@127.0.0.1:${sshd.port}${dir}`, '--size', size,
+      'init', name, '--remote', `ssh://root@127.0.0.1:${sshd.port}${dir}`, '--size', size, '--fs', 'ext4',
       '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, ...extra,
     ]);
   }

@@ -35,7 +35,7 @@ export interface TestVault {
 }
 
 /** `remoteDir`: serve this directory (the test's own, e.g. a small tmpfs) instead of one under the sshd's dir. */
-export async function setupVault(name: string, opts: { size?: string; remoteDir?: string; sshd?: SshdOptions; fs?: 'ext4' | 'ext2' | 'btrfs' } = {}): Promise<TestVault> {
+export async function setupVault(name: string, opts: { size?: string; remoteDir?: string; sshd?: SshdOptions; /** ext4 unless given: most scenarios read the image from outside with debugfs. */ fs?: 'ext4' | 'ext2' | 'btrfs' } = {}): Promise<TestVault> {
   const sshd = await startSshd(opts.sshd);
   const ws = await workspace();
   const scratch = await mkdtemp(join(tmpdir(), `sshvault-${name}-`));
@@ -54,7 +54,7 @@ export async function setupVault(name: string, opts: { size?: string; remoteDir?
   try {
     tree = await makeSourceTree(src);
     init = await ws.sv([
-      'init', name, '--remote', remote, '--size', opts.size ?? '256M', ...(opts.fs ? ['--fs', opts.fs] : []),
+      'init', name, '--remote', remote, '--size', opts.size ?? '256M', '--fs', opts.fs ?? 'ext4',
       '--identity', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath, '--passphrase-file', ws.passphraseFile, '--source', src,
     ]);
     expectOk(init, 'init');

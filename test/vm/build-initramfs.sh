@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build the initramfs of sshvault's VM lane (adapted from ../shared/vmlane).
+# Build the initramfs of sshvault's VM lane.
 #
 # Usage: build-initramfs.sh <kernel-tree> <kver> <out.cpio.gz>
 #   kernel-tree: where linux-image-<kver>.deb was extracted (dpkg-deb -x) and

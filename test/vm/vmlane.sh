@@ -1,7 +1,6 @@
 #!/bin/bash
 # vmlane.sh - run a command inside a throwaway qemu VM with a real Debian kernel
-# (dm-crypt, loop, fuse, ext4), for hosts without device-mapper. Adapted from
-# ../shared/vmlane/run-vm-test.sh; the project depends only on this directory.
+# (dm-crypt, loop, fuse, ext4, btrfs), for hosts without device-mapper.
 #
 # The guest's root is the HOST's / over virtio-9p (read-only) under a tmpfs
 # overlay, so node, rsync, sshfs, cryptsetup are exactly the host's. Only the

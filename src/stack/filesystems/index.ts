@@ -4,11 +4,16 @@ import { BtrfsFilesystem } from './btrfs/btrfs.js';
 import { ExtFilesystem } from './ext/ext.js';
 import type { Filesystem } from './filesystem.js';
 
-/** Every filesystem a vault can hold, by the name `init --fs` takes; the first is the default. */
+/**
+ * Every filesystem a vault can hold, by the name `init --fs` takes. The first
+ * is the default for new vaults: btrfs, whose pushes cost what changed and not
+ * the size of the tree (docs/design.md, "Filesystems"); a vault keeps the one
+ * it was made with.
+ */
 const FILESYSTEMS: Record<string, () => Filesystem> = {
+  btrfs: () => new BtrfsFilesystem(),
   ext4: () => new ExtFilesystem('ext4'),
   ext2: () => new ExtFilesystem('ext2'),
-  btrfs: () => new BtrfsFilesystem(),
 };
 
 export const FS_CHOICES: readonly string[] = Object.keys(FILESYSTEMS);
