@@ -6,7 +6,7 @@
 # the userspace engine run here, before and after the VM. Exit code: the
 # guest's when it failed (124 VM timeout, 125 VM did not run), else 1 when a
 # host-side scenario failed, else 0.
-# Env: VMLANE_CACHE (kernel + initramfs cache), VM_TIMEOUT (s, default 1200),
+# Env: VMLANE_CACHE (kernel + initramfs cache), VM_TIMEOUT (s, default 1800),
 #      VMLANE_KEEP=1 keeps the run dir (logs, images) for debugging.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -117,7 +117,7 @@ xu_make() {
 # ---------------------------------------------------------------- the VM
 echo "== VM: kernel-engine scenarios"
 t=$SECONDS
-VM_TIMEOUT=${VM_TIMEOUT:-1200} bash "$HERE/vmlane.sh" run --net --project "$PROJ" --share "$RUN" \
+VM_TIMEOUT=${VM_TIMEOUT:-1800} bash "$HERE/vmlane.sh" run --net --project "$PROJ" --share "$RUN" \
   -e "SV_PORT=$SSHD_PORT" -e "SV_RUN=$RUN" -e "SV_RELAY_PORT=$RELAY_PORT" -- bash test/vm/guest-kernel-engine.sh
 GUEST_RC=$?
 VM_S=$((SECONDS - t))
