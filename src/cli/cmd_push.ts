@@ -120,10 +120,10 @@ async function pushSnapshot(vault: VaultWriter, ctx: VaultContext, sources: stri
   await vault.assertAlive();
   const resumed = refs.filter((r) => r.partial).pop();
   // The new name says when the data was really taken; what the interrupted run copied is reused, never changed
-  // where complete snapshots share it (docs/design.md, "Snapshots").
-  if (resumed && cutOff) notice(`The interrupted snapshot ${resumed.name} was cut off before its data was flushed; copying its files again as ${name}.`);
-  else if (resumed) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
+  // where complete snapshots share it, or copied again where a cut may have left it wrong (docs/design.md, "Snapshots").
   const made = await fs.newSnapshot({ snapshotsDir: layout.snapshots, name, refs, previous, cutOff });
+  if (resumed && made.resumes) notice(`Resuming the interrupted snapshot ${resumed.name} as ${name}.`);
+  else if (resumed) notice(`The interrupted snapshot ${resumed.name} may hold files a cut left half-written; copying its files again as ${name}.`);
   const target = made.partial;
   const bar = new SyncProgressBar(showProgress);
   const sync: SyncOptions = {

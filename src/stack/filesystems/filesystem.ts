@@ -32,6 +32,8 @@ export interface NewSnapshot {
   rsyncArgs: string[];
   /** Older `.partial` snapshots this one replaces: removed once it is complete. */
   stalePartials: string[];
+  /** What an interrupted run copied is reused (not copied again). */
+  resumes: boolean;
 }
 
 export interface NewSnapshotOptions {

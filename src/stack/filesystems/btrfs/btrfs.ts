@@ -81,26 +81,21 @@ export class BtrfsFilesystem implements Filesystem {
   verifyData: Filesystem['verifyData'] = (layout, names, progress) => scrubAndName(layout, names, progress);
 
   /**
-   * A writable snapshot of the previous complete snapshot, or the interrupted
-   * run's own `.partial` taken over: rsync then writes only what changed
-   * (docs/design.md, "Snapshots").
+   * A writable snapshot of the previous complete snapshot: rsync then writes
+   * only what changed. An interrupted run's `.partial` is never carried on: a
+   * cut can leave a file there with its new size and mtime committed but its
+   * old data (btrfs commits an inode's times apart from the extents written
+   * for it), and rsync would then take the file as copied. It goes once the
+   * new snapshot is complete (docs/design.md, "Snapshots").
    */
   async newSnapshot(o: NewSnapshotOptions): Promise<NewSnapshot> {
     const partials = sortSnapshots(o.refs.filter((r) => r.partial)).map((r) => join(o.snapshotsDir, `${r.name}.partial`));
-    const resumed = partials.pop();
     const partial = join(o.snapshotsDir, `${o.name}.partial`);
-    if (resumed && (await isSubvolume(resumed))) {
-      await rename(resumed, partial);
-      // A run cut off between sealing it and its rename left it read-only.
-      await run('btrfs', ['property', 'set', partial, 'ro', 'false']);
-    } else {
-      if (resumed) partials.push(resumed);
-      if (o.previous) await run('btrfs', ['subvolume', 'snapshot', join(o.snapshotsDir, o.previous.name), partial]);
-      else await run('btrfs', ['subvolume', 'create', partial]);
-    }
+    if (o.previous) await run('btrfs', ['subvolume', 'snapshot', join(o.snapshotsDir, o.previous.name), partial]);
+    else await run('btrfs', ['subvolume', 'create', partial]);
     // The partial holds the previous snapshot's tree: rsync must remove what is gone from the sources,
     // and what is excluded now, so that the snapshot holds exactly what an empty one would.
-    return { partial, rsyncArgs: ['--inplace', '--delete', '--delete-excluded'], stalePartials: partials };
+    return { partial, rsyncArgs: ['--inplace', '--delete', '--delete-excluded'], stalePartials: partials, resumes: false };
   }
 
   async finishSnapshot(partial: string, final: string, flush: () => Promise<void>): Promise<void> {

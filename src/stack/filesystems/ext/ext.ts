@@ -105,7 +105,8 @@ export class ExtFilesystem implements Filesystem {
     const links = planLinks(o.refs, o.previous, o.snapshotsDir, !o.cutOff);
     const partial = join(o.snapshotsDir, `${o.name}.partial`);
     await mkdir(partial);
-    return { partial, rsyncArgs: links.linkDests.map((d) => `--link-dest=${d}`), stalePartials: links.stalePartials };
+    const resumes = o.refs.some((r) => r.partial) && !o.cutOff;
+    return { partial, rsyncArgs: links.linkDests.map((d) => `--link-dest=${d}`), stalePartials: links.stalePartials, resumes };
   }
 
   async finishSnapshot(partial: string, final: string, flush: () => Promise<void>): Promise<void> {
