@@ -42,7 +42,7 @@ describe('vault config', () => {
     ['not an object', [], /not a JSON object/],
     ['a size that is not a number', { size: '20G' }, /'size' must be a positive number/],
     ['a negative size', { size: -1 }, /'size'/],
-    ['an unknown filesystem', { fs: 'zfs' }, /'fs' must be ext4, ext2 or btrfs/],
+    ['an unknown filesystem', { fs: 'zfs' }, /'fs' must be btrfs, ext4 or ext2/],
     ['an unknown engine', { engine: 'fast' }, /'engine' must be auto, kernel or userspace/],
     ['an empty remote', { remote: '' }, /'remote' must be a non-empty string/],
     ['sources that are not strings', { sources: [1] }, /'sources' must be a list of strings/],
