@@ -72,7 +72,9 @@ type Start = { child: ChildProcess } | { bindFailed: true };
  */
 async function launch(config: string, logPath: string, port: number): Promise<Start> {
   const logFd = openSync(logPath, 'w');
-  const child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: ['ignore', logFd, logFd] });
+  // setpriv execs sshd with a parent-death signal: a test runner killed before its afterAll
+  // (a CI timeout, a kill of its workers) takes its sshd with it instead of leaving a listener behind.
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '/usr/sbin/sshd', '-D', '-e', '-f', config], { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   let exited = false;
   child.once('exit', () => (exited = true));
