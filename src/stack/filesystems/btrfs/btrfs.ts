@@ -4,6 +4,7 @@ import { UsageError } from '../../../errors.js';
 import { run } from '../../../exec.js';
 import { sortSnapshots } from '../../../snapshot/naming.js';
 import type { Filesystem, FsckResult, NewSnapshot, NewSnapshotOptions } from '../filesystem.js';
+import { readDataChunkRanges } from './chunks.js';
 import { scrubAndName } from './scrub.js';
 
 /** mkfs.btrfs refuses a device below 45 MiB; LUKS1 puts the payload 2 MiB in. */
@@ -80,6 +81,9 @@ export class BtrfsFilesystem implements Filesystem {
 
   verifyData: Filesystem['verifyData'] = (layout, names, progress) => scrubAndName(layout, names, progress);
 
+  /** Data and metadata live in separate chunks, mapped by the chunk tree. */
+  fileDataRanges: Filesystem['fileDataRanges'] = (device) => readDataChunkRanges(device);
+
   /**
    * A writable snapshot of the previous complete snapshot: rsync then writes
    * only what changed. An interrupted run's `.partial` is never carried on: a
@@ -95,7 +99,7 @@ export class BtrfsFilesystem implements Filesystem {
     else await run('btrfs', ['subvolume', 'create', partial]);
     // The partial holds the previous snapshot's tree: rsync must remove what is gone from the sources,
     // and what is excluded now, so that the snapshot holds exactly what an empty one would.
-    return { partial, rsyncArgs: ['--inplace', '--delete', '--delete-excluded'], stalePartials: partials, resumes: false };
+    return { partial, rsyncArgs: ['--delete', '--delete-excluded'], stalePartials: partials, resumes: false };
   }
 
   async finishSnapshot(partial: string, final: string, flush: () => Promise<void>): Promise<void> {
