@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { run } from '../exec.js';
-import type { Filesystem } from './filesystems/filesystem.js';
+import { DataRangeWatch } from './data-range-watch.js';
+import type { ByteRange, Filesystem } from './filesystems/filesystem.js';
 import type { Layer, Leftover } from './layer.js';
 import { findProcesses, isMounted, stopProcess } from './mount/mounts.js';
 
@@ -20,6 +21,7 @@ export async function readaheadForWholeFiles(device: string): Promise<void> {
 export class FsLayer implements Layer {
   readonly name = 'fs';
   private mounted = false;
+  private watch: DataRangeWatch | undefined;
   /** The filesystem was not clean when opened: the run before was cut off and its last writes may be missing. */
   foundUnclean = false;
 
@@ -30,6 +32,8 @@ export class FsLayer implements Layer {
     private readonly notice: (message: string) => void,
     /** Where an unattended repair keeps its undo file while it is audited. */
     private readonly repairUndo: string,
+    /** Told where file data lives, when the filesystem can say: what the block cache keeps out. */
+    private readonly keepOut?: (ranges: ByteRange[]) => void,
   ) {}
 
   async open(device: string): Promise<string> {
@@ -39,6 +43,11 @@ export class FsLayer implements Layer {
     // device node in it may act on this machine (every filesystem's options have nosuid and nodev).
     await run('mount', ['-t', this.fs.type, '-o', this.fs.mountOptions(this.readOnly).join(','), device, this.mountpoint]);
     this.mounted = true;
+    const fileDataRanges = this.fs.fileDataRanges?.bind(this.fs);
+    if (fileDataRanges && this.keepOut) {
+      this.watch = new DataRangeWatch(() => fileDataRanges(device), this.keepOut);
+      this.watch.start();
+    }
     return this.mountpoint;
   }
 
@@ -52,6 +61,7 @@ export class FsLayer implements Layer {
   }
 
   async close(): Promise<void> {
+    await this.watch?.stop();
     if (this.mounted) await unmount(this.mountpoint);
     this.mounted = false;
   }

@@ -224,7 +224,9 @@ export class VaultSession {
 
   private async mountFs(readOnly: boolean, notice: (message: string) => void): Promise<string> {
     const fs = this.o.config.fs === DETECT_FS ? await detectFilesystem(this.stack.top) : filesystemFor(this.o.config.fs);
-    return this.stack.push(new FsLayer(this.o.paths.fsMount, fs, readOnly, notice, this.o.paths.pushRepairUndo));
+    const cache = this.imageCache;
+    const keepOut = cache && ((ranges: ByteRange[]) => cache.keepOut(ranges));
+    return this.stack.push(new FsLayer(this.o.paths.fsMount, fs, readOnly, notice, this.o.paths.pushRepairUndo, keepOut));
   }
 
   /** After a bare `openImage` (check --verify-data): the filesystem read-only, behind the rollback guard, with readahead for reading whole files. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, workspace, type Workspace } from '../helpers/cli.js';
@@ -149,6 +149,38 @@ describe('block cache on btrfs', () => {
     expect(proof![3]).toBe('');
     expect(Number(proof![1])).toBeGreaterThan(0);
     expect(Number(proof![2])).toBe(0);
+    expect(await v.leftovers()).toEqual([]);
+  });
+});
+
+/**
+ * On btrfs the cache keeps what a walk reads, not file data: the chunk tree
+ * says where data lives, and the cache drops and refuses those ranges.
+ */
+describe('block cache on btrfs: metadata, not data', () => {
+  let v: TestVault;
+  const cacheData = () => join(v.ws.env.XDG_CACHE_HOME!, 'sshvault', v.name, 'blocks', 'data');
+  /** What the cache's data file takes on disk (it is sparse). */
+  const onDisk = async () => (await stat(cacheData())).blocks * 512;
+
+  beforeAll(async () => {
+    v = await setupVault('cchm', { fs: 'btrfs' });
+    await writeFile(join(v.src, 'big.bin'), randomBytes(32 << 20));
+  });
+
+  afterAll(async () => {
+    await v?.dispose();
+  });
+
+  it('a first push of 32 MiB leaves a cache of a few MiB, and the next push still downloads next to nothing', async () => {
+    await v.push();
+    expect(await onDisk()).toBeLessThan(6 << 20);
+    await churnSourceTree(v.src);
+    await v.push();
+    const run = jsonOf<{ runs: RunJson[] }>(await v.ws.sv(['stats', v.name, '--json']), 'stats').runs.filter((r) => r.command === 'push').pop()!;
+    expect(run.ok).toBe(true);
+    expect(run.downBytes, JSON.stringify(run)).toBeLessThanOrEqual(0.1 * run.changedBytes! + 256 * 1024);
+    expect(await onDisk()).toBeLessThan(6 << 20);
     expect(await v.leftovers()).toEqual([]);
   });
 });

@@ -120,8 +120,14 @@ export class ImageCacheLayer implements Layer {
   private cache: BlockCache | undefined;
   private backend: CachedImage | undefined;
   private server: NbdServer | undefined;
+  private payloadOffset = 0;
 
   constructor(private readonly o: ImageCacheOptions) {}
+
+  /** Plaintext ranges the filesystem holds file data in: the cache keeps none of it (docs/design.md, "The block path"). */
+  keepOut(ranges: readonly ByteRange[]): void {
+    this.cache?.exclude(ranges.map((r) => ({ from: r.from + this.payloadOffset, to: r.to + this.payloadOffset })));
+  }
 
   /** Set once a write to the image failed because the remote disk is full. */
   get remoteFull(): VaultFullError | undefined {
@@ -150,6 +156,7 @@ export class ImageCacheLayer implements Layer {
       }
     }
     const payloadOffset = luks ? phdrPayloadOffset(phdr) : 0;
+    this.payloadOffset = payloadOffset;
     if (this.cache?.reused) await this.proveCache(payloadOffset);
     this.backend = new CachedImage(this.image, this.cache, payloadOffset, o.readOnly);
     this.server = new NbdServer(o.header ? new LocalHeader(this.backend, o.header) : this.backend);
@@ -205,7 +212,7 @@ export class ImageCacheLayer implements Layer {
 
   private commitCache(generation: string): void {
     try {
-      this.cache!.commit(generation);
+      this.cache!.commit(generation, !this.o.readOnly);
     } catch (e) {
       this.o.notice(`Could not save the block cache in ${this.o.cacheDir} (${(e as Error).message}); the next run starts it anew.`);
     }

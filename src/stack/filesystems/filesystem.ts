@@ -76,6 +76,12 @@ export interface Filesystem {
   check(device: string, repairUndo?: string): Promise<FsckResult>;
   /** `check --undo-repair`. */
   undoRepair(device: string, undoFile: string): Promise<void>;
+  /**
+   * Where file data lives on the device now, if the filesystem keeps it
+   * apart from metadata: the block cache keeps none of it, as no walk reads
+   * it again. Asked again while mounted, since a push allocates more.
+   */
+  fileDataRanges?(device: string): Promise<ByteRange[]>;
   /** `check --verify-data` on the mounted filesystem: the content of the named complete snapshots. */
   verifyData(layout: ImageLayout, names: string[], progress: VerifyProgress): Promise<VerifyResult>;
   /** Makes `<name>.partial` from the previous complete snapshot (or empty). */
