@@ -33,7 +33,7 @@ exec REAL "\${args[@]}"`;
 const appendArgs = (extra: string) => `exec REAL ${extra} "$@"`;
 
 interface Config {
-  fs: 'ext2' | 'ext4';
+  fs: 'ext2' | 'ext4' | 'btrfs';
   note: string;
   shims?: Record<string, string>;
 }
@@ -45,7 +45,8 @@ const CONFIGS: Record<string, Config> = {
     note: 'comparison only: ext2 + journal via bench shims (mkfs.ext3, mount -t ext3)',
     shims: { 'mkfs.ext2': `exec MKFS_EXT3 "$@"`, mount: mountRewrite('ext2', 'ext3') },
   },
-  ext4: { fs: 'ext4', note: 'default: ext4 without journal' },
+  ext4: { fs: 'ext4', note: 'ext4 without journal, rsync --link-dest' },
+  btrfs: { fs: 'btrfs', note: 'default: btrfs (zstd, 4 KiB nodes), snapshots of subvolumes' },
   // Variants tried on top of the default (shims; the winners went into src/):
   'ext4-ra0': { fs: 'ext4', note: 'loop readahead 0 for push too', shims: { losetup: 'LOSETUP_RA0' } },
   'ext4-1k': { fs: 'ext4', note: 'ext4, 1 KiB blocks', shims: { 'mkfs.ext4': appendArgs('-b 1024') } },
@@ -67,7 +68,7 @@ const argv = yargs(hideBin(process.argv))
   .option('seed', { type: 'number', default: 1, describe: 'tree and churn seed' })
   .option('image-size', { type: 'string', default: '2G', describe: 'vault image size for init --size' })
   .option('big-mb', { type: 'number', default: 128, describe: 'size of the sequential-write throughput file (0 skips)' })
-  .option('configs', { type: 'string', default: 'ext2,ext3,ext4', describe: `comma list of configurations; known: ${Object.keys(CONFIGS).join(', ')}` })
+  .option('configs', { type: 'string', default: 'ext2,ext3,ext4,btrfs', describe: `comma list of configurations; known: ${Object.keys(CONFIGS).join(', ')}` })
   .option('check', { type: 'boolean', default: true, describe: 'run the forced check (--no-check skips it)' })
   .option('second-incr', { type: 'boolean', default: true, describe: 'run the second incremental push (--no-second-incr skips it)' })
   .option('json', { type: 'boolean', default: false, describe: 'print the results as JSON instead of tables' })
@@ -312,6 +313,8 @@ async function runConfig(name: string, o: Options, ctx: Ctx): Promise<ConfigResu
  * configuration's shims) makes it on a local sparse file of the image's size.
  */
 async function geometry(dir: string, fs: string, size: string, shimDir: string): Promise<Geometry | undefined> {
+  // An ext geometry: btrfs has no inode tables to estimate from.
+  if (fs === 'btrfs') return undefined;
   const f = join(dir, 'geometry.img');
   const savedPath = process.env.PATH;
   try {
