@@ -18,8 +18,10 @@ export class DataRangeWatch {
     private readonly tell: (ranges: ByteRange[]) => void,
   ) {}
 
-  start(): void {
+  /** Looks now and, on a filesystem being written (`again`), every few seconds until stopped. */
+  start(again: boolean): void {
     void this.refresh();
+    if (!again) return;
     this.timer = setInterval(() => void this.refresh(), DATA_RANGES_EVERY_MS);
     this.timer.unref();
   }
@@ -32,10 +34,11 @@ export class DataRangeWatch {
     return this.inFlight;
   }
 
-  /** Stops after one last look, which sees what the run's last commit allocated. */
+  /** Stops; after writing, one last look sees what the run's last commit allocated. */
   async stop(): Promise<void> {
+    const again = !!this.timer;
     clearInterval(this.timer);
     await this.inFlight;
-    await this.refresh();
+    if (again) await this.refresh();
   }
 }

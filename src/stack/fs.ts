@@ -46,7 +46,8 @@ export class FsLayer implements Layer {
     const fileDataRanges = this.fs.fileDataRanges?.bind(this.fs);
     if (fileDataRanges && this.keepOut) {
       this.watch = new DataRangeWatch(() => fileDataRanges(device), this.keepOut);
-      this.watch.start();
+      // Read-only, nothing allocates new chunks: one look is enough.
+      this.watch.start(!this.readOnly);
     }
     return this.mountpoint;
   }
