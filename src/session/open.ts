@@ -103,7 +103,7 @@ export interface NewVault extends OpenedVault {
 interface Plan {
   readOnly: boolean;
   create?: { size: number; preallocate: boolean };
-  freshCache?: boolean;
+  bypassCache?: boolean;
   skipHeaderCheck?: boolean;
   noLocalState?: boolean;
   acceptRemote?: boolean;
@@ -153,7 +153,7 @@ async function metered<T>(
     acceptNewHostKey: o.acceptNewHostKey,
     skipHeaderCheck: plan.skipHeaderCheck,
     trustRemoteHeader: o.trustRemoteHeader,
-    freshCache: plan.freshCache,
+    bypassCache: plan.bypassCache,
     acceptRemote: plan.acceptRemote,
     noLocalState: plan.noLocalState,
   };
@@ -301,7 +301,7 @@ export function withWriter<T>(ctx: VaultContext, o: OpenOptions, fn: (v: VaultWr
 
 /**
  * The decrypted image without its filesystem, everything read from the
- * remote anew (the block cache starts over from what comes back): `repair`
+ * remote, the block cache left out and left as it is: `repair`
  * opens it for writing.
  */
 export function withDecrypted<T>(ctx: VaultContext, o: OpenOptions, access: 'read' | 'repair', fn: (d: DecryptedVault) => Promise<T>): Promise<SessionRun<T>> {
@@ -310,7 +310,7 @@ export function withDecrypted<T>(ctx: VaultContext, o: OpenOptions, access: 'rea
     meter.begin('open');
     device = await s.openImage();
   };
-  return metered(ctx, o, { readOnly: access === 'read', freshCache: true }, open, (s, live) => fn(Object.assign(new Opened(s, live), { device, mountReadOnly: () => s.mountReadOnly() })));
+  return metered(ctx, o, { readOnly: access === 'read', bypassCache: true }, open, (s, live) => fn(Object.assign(new Opened(s, live), { device, mountReadOnly: () => s.mountReadOnly() })));
 }
 
 /**

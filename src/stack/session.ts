@@ -43,8 +43,12 @@ export interface SessionOptions {
    * flags has none, and `key backup-header` is how a changed header is accepted.
    */
   skipHeaderCheck?: boolean;
-  /** Ignore the block cache's contents: what is read comes from the remote, and fills the cache anew. */
-  freshCache?: boolean;
+  /**
+   * Leave the block cache out: everything is read from the remote, and the
+   * cache stays as the last push left it, neither trusted nor replaced by
+   * what a check reads (all of the metadata, which no push needs).
+   */
+  bypassCache?: boolean;
   /** Take the image's write counter and snapshots as they are, even behind what this machine saw (`accept-remote`). */
   acceptRemote?: boolean;
   /** A vault given by flags: no local state to compare the image with, and none is left. */
@@ -190,8 +194,8 @@ export class VaultSession {
       readOnly: this.o.readOnly,
       phdr: this.phdr,
       header: this.header,
-      generation: this.o.freshCache ? { now: this.generation.now } : this.generation,
-      cacheBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
+      generation: this.generation,
+      cacheBytes: this.o.bypassCache ? 0 : (this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES),
       rewrittenEveryRun: this.rewrittenEveryRun(),
       command: this.o.command,
       notice: this.o.notice,

@@ -93,9 +93,18 @@ describe('block cache', () => {
     expect(await v.leftovers()).toEqual([]);
   });
 
-  it('check reads the image from the remote, not from the cache', async () => {
+  it('check reads the image from the remote, and leaves the cache as the push left it', async () => {
+    const blocks = join(v.ws.env.XDG_CACHE_HOME!, 'sshvault', v.name, 'blocks');
+    const before = await Promise.all(['state.json', 'map'].map((f) => readFile(join(blocks, f))));
     const r = jsonOf<{ run: RunJson }>(await v.ws.sv(['check', v.name, '--json']), 'check');
     expect(phase(r.run, 'fsck').downBytes).toBeGreaterThan(256 * 1024);
+    const after = await Promise.all(['state.json', 'map'].map((f) => readFile(join(blocks, f))));
+    expect(after.map((b, i) => b.equals(before[i]!))).toEqual([true, true]);
+    await change(v.src);
+    await v.push();
+    const run = await lastPush(v.ws);
+    expect(run.cache!.hitBytes).toBeGreaterThan(0);
+    expect(phase(run, 'sync').downBytes).toBeLessThan(0.1 * run.changedBytes! + 256 * 1024);
   });
 
   it('a cache directory that cannot be used costs a notice, not the backup', async () => {
