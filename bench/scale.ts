@@ -1,7 +1,7 @@
 // bench/scale: sshvault against restic, borg and plain rsync on one large,
 // home-like tree and a fixed churn. Every tool talks to the same throwaway sshd
 // through the same counting relay; bytes are the relay's. See bench/README.md.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
@@ -26,6 +26,7 @@ const argv = yargs(hideBin(process.argv))
   .option('image-size', { type: 'string', describe: 'sshvault image size (default: 3x the tree, at least 32 KiB per file and 2G)' })
   .option('json', { type: 'boolean', default: false, describe: 'print the results as JSON' })
   .option('keep', { type: 'boolean', default: false, describe: 'keep the work directory' })
+  .option('render', { type: 'string', describe: 'print the table of a saved --json result again, and run nothing' })
   .strict()
   .help()
   .parseSync();
@@ -223,6 +224,10 @@ function firstLine(e: unknown): string {
 }
 
 async function main(): Promise<void> {
+  if (argv.render) {
+    console.log(render(JSON.parse(readFileSync(argv.render, 'utf8')) as Parameters<typeof render>[0]));
+    return;
+  }
   const names = argv.methods.split(',').map((s) => s.trim()).filter(Boolean) as MethodName[];
   for (const n of names) if (!METHODS.includes(n)) throw new Error(`unknown method ${n}; known: ${METHODS.join(', ')}`);
   ensureTools(names);
