@@ -44,9 +44,10 @@ export interface SessionOptions {
    */
   skipHeaderCheck?: boolean;
   /**
-   * Leave the block cache out: everything is read from the remote, and the
-   * cache stays as the last push left it, neither trusted nor replaced by
-   * what a check reads (all of the metadata, which no push needs).
+   * Leave the vault's block cache out: everything is read from the remote
+   * once (a scratch cache serves this run's re-reads), and the vault's cache
+   * stays as the last push left it, neither trusted nor replaced by what a
+   * check reads (all of the metadata, which no push needs).
    */
   bypassCache?: boolean;
   /** Take the image's write counter and snapshots as they are, even behind what this machine saw (`accept-remote`). */
@@ -195,7 +196,8 @@ export class VaultSession {
       phdr: this.phdr,
       header: this.header,
       generation: this.generation,
-      cacheBytes: this.o.bypassCache ? 0 : (this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES),
+      cacheBytes: this.o.config.cacheBytes ?? DEFAULT_CACHE_BYTES,
+      scratchCache: this.o.bypassCache,
       rewrittenEveryRun: this.rewrittenEveryRun(),
       command: this.o.command,
       notice: this.o.notice,

@@ -100,6 +100,8 @@ export interface ImageCacheOptions {
   /** The remote generation as the run found it (what a cache must match) and as it leaves it (what the cache becomes valid for). */
   generation: { found?: string; now?: string };
   maxBytes: number;
+  /** The cache serves this run alone: it starts empty and is removed at close, never saved. */
+  scratch: boolean;
   /** Plaintext bytes every writer rewrites, which a reused cache must hold and match. */
   rewrittenEveryRun: ByteRange;
   readOnly: boolean;
@@ -149,7 +151,7 @@ export class ImageCacheLayer implements Layer {
     const luks = isLuks1(phdr);
     if (o.generation.now && o.maxBytes > 0 && luks) {
       try {
-        this.cache = BlockCache.open(o.cacheDir, this.image.size, o.generation.found, o.maxBytes);
+        this.cache = BlockCache.open(o.cacheDir, this.image.size, o.scratch ? undefined : o.generation.found, o.maxBytes);
         debug(`image cache: ${this.cache.reused ? `reusing ${this.cache.cachedBytes} bytes` : 'starting empty'} (generation ${o.generation.found ?? 'none'})`);
       } catch (e) {
         o.notice(`The block cache in ${o.cacheDir} cannot be used (${(e as Error).message}); this run reads everything from the remote.`);
@@ -205,8 +207,9 @@ export class ImageCacheLayer implements Layer {
       const dropped = this.backend?.cacheError;
       if (dropped) this.o.notice(`The block cache in ${this.o.cacheDir} failed (${dropped.message}) and was dropped; the next run starts it anew.`);
       // Only a run that ended cleanly knows the cache matches the remote.
-      if (this.cache && clean && !dropped && this.o.generation.now) this.commitCache(this.o.generation.now);
+      if (this.cache && clean && !dropped && this.o.generation.now && !this.o.scratch) this.commitCache(this.o.generation.now);
       else this.cache?.discard();
+      if (this.o.scratch) await rm(this.o.cacheDir, { recursive: true, force: true });
     }
   }
 

@@ -27,6 +27,8 @@ export interface BlockContext {
   /** The remote generation as this run found it and leaves it, which a block cache must match. */
   generation: { found?: string; now?: string };
   cacheBytes: number;
+  /** A block cache for this run alone, in the run directory, never saved: the vault's own cache stays as it is. */
+  scratchCache?: boolean;
   /** The filesystem's bytes every writer rewrites: what proves a reused block cache. */
   rewrittenEveryRun: ByteRange;
   command: string;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { ImageCacheLayer } from '../block/image-cache.js';
 import type { BlockContext } from './engine.js';
 
@@ -8,7 +9,8 @@ export function imageCacheFor(ctx: BlockContext): ImageCacheLayer {
     phdr: ctx.phdr,
     header: ctx.header,
     socket: ctx.paths.imageSocket,
-    cacheDir: ctx.paths.blockCache,
+    cacheDir: ctx.scratchCache ? join(ctx.paths.run, 'scratch-blocks') : ctx.paths.blockCache,
+    scratch: !!ctx.scratchCache,
     generation: ctx.generation,
     maxBytes: ctx.cacheBytes,
     rewrittenEveryRun: ctx.rewrittenEveryRun,
