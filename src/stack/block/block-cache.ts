@@ -33,9 +33,13 @@ interface Chunk {
   used: number;
 }
 
-export interface Run {
+/** Units [from, to). */
+interface UnitRange {
   from: number;
   to: number;
+}
+
+export interface Run extends UnitRange {
   present: boolean;
 }
 
@@ -60,7 +64,7 @@ export class BlockCache {
   private nextSlot = 0;
   private units = 0;
   /** Unit ranges never kept, in order. */
-  private excluded: Run[] = [];
+  private excluded: UnitRange[] = [];
 
   private constructor(
     private readonly dir: string,
@@ -189,7 +193,7 @@ export class BlockCache {
    * Replaces the ranges given before.
    */
   exclude(ranges: readonly { from: number; to: number }[]): void {
-    this.excluded = ranges.map((r) => ({ from: Math.floor(r.from / UNIT), to: Math.ceil(r.to / UNIT), present: false })).sort((a, b) => a.from - b.from);
+    this.excluded = ranges.map((r) => ({ from: Math.floor(r.from / UNIT), to: Math.ceil(r.to / UNIT) })).sort((a, b) => a.from - b.from);
     for (const [k, c] of [...this.chunks]) {
       for (const r of this.excluded) {
         if (r.from < (k + 1) * CHUNK_UNITS && r.to > k * CHUNK_UNITS && this.clearUnits(k, c, Math.max(r.from, k * CHUNK_UNITS), Math.min(r.to, (k + 1) * CHUNK_UNITS))) break;

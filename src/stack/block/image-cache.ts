@@ -157,21 +157,20 @@ export class ImageCacheLayer implements Layer {
         o.notice(`The block cache in ${o.cacheDir} cannot be used (${(e as Error).message}); this run reads everything from the remote.`);
       }
     }
-    const payloadOffset = luks ? phdrPayloadOffset(phdr) : 0;
-    this.payloadOffset = payloadOffset;
-    if (this.cache?.reused) await this.proveCache(payloadOffset);
-    this.backend = new CachedImage(this.image, this.cache, payloadOffset, o.readOnly);
+    this.payloadOffset = luks ? phdrPayloadOffset(phdr) : 0;
+    if (this.cache?.reused) await this.proveCache();
+    this.backend = new CachedImage(this.image, this.cache, this.payloadOffset, o.readOnly);
     this.server = new NbdServer(o.header ? new LocalHeader(this.backend, o.header) : this.backend);
     await this.server.listen(o.socket);
     return o.socket;
   }
 
   /** A cache the remote's current content does not bear out starts over empty; the run goes on from the remote. */
-  private async proveCache(payloadOffset: number): Promise<void> {
+  private async proveCache(): Promise<void> {
     const o = this.o;
     let proof: CacheProof;
     try {
-      proof = await proveCache(this.image!, this.cache!, payloadOffset, this.o.rewrittenEveryRun);
+      proof = await proveCache(this.image!, this.cache!, this.payloadOffset, this.o.rewrittenEveryRun);
     } catch (e) {
       this.cache!.discard();
       this.cache = undefined;
